@@ -1,0 +1,246 @@
+//! Splitting an input into records: one JSON document, a JSON array,
+//! NDJSON lines, or YAML documents; and positions that tell a person where
+//! a bad record sits.
+
+use serde_json::Value;
+
+/// Where a record sits inside its input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(tag = "kind", content = "at", rename_all = "snake_case")]
+pub enum Position {
+    /// The input as a whole.
+    Whole,
+    /// A 1-based line (NDJSON, log files).
+    Line(usize),
+    /// A 0-based element of a JSON array or a list field.
+    Record(usize),
+    /// A 0-based YAML document in a multi-document stream.
+    Document(usize),
+    /// A byte offset (binary inputs).
+    Offset(u64),
+}
+
+impl std::fmt::Display for Position {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Position::Whole => f.write_str("whole input"),
+            Position::Line(n) => write!(f, "line {n}"),
+            Position::Record(n) => write!(f, "record {n}"),
+            Position::Document(n) => write!(f, "document {n}"),
+            Position::Offset(n) => write!(f, "byte {n}"),
+        }
+    }
+}
+
+/// One framed record: its position, and either the parsed value or why it
+/// did not parse, with the record's own bytes for the dead-letter store.
+#[derive(Debug)]
+pub struct Framed<'a> {
+    pub position: Position,
+    pub parsed: Result<Value, String>,
+    pub bytes: &'a [u8],
+}
+
+fn trim(bytes: &[u8]) -> &[u8] {
+    let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let start = bytes
+        .iter()
+        .position(|b| !b.is_ascii_whitespace())
+        .unwrap_or(bytes.len());
+    let end = bytes
+        .iter()
+        .rposition(|b| !b.is_ascii_whitespace())
+        .map_or(start, |p| p + 1);
+    &bytes[start..end.max(start)]
+}
+
+/// Whether the input starts like JSON (`{` or `[`).
+pub fn looks_like_json(bytes: &[u8]) -> bool {
+    matches!(trim(bytes).first(), Some(b'{') | Some(b'['))
+}
+
+/// Splits a JSON input: a top-level array yields its elements, a single
+/// document yields itself, anything else is read as NDJSON (one record a
+/// non-blank line). A line that is not JSON is its own failed record, so
+/// one bad line never hides the others.
+pub fn json_records(bytes: &[u8]) -> Vec<Framed<'_>> {
+    let body = trim(bytes);
+    if let Ok(value) = serde_json::from_slice::<Value>(body) {
+        return match value {
+            Value::Array(items) => items
+                .into_iter()
+                .enumerate()
+                .map(|(i, v)| Framed {
+                    position: Position::Record(i),
+                    parsed: Ok(v),
+                    bytes: body,
+                })
+                .collect(),
+            other => vec![Framed {
+                position: Position::Whole,
+                parsed: Ok(other),
+                bytes: body,
+            }],
+        };
+    }
+    ndjson_records(bytes)
+}
+
+/// Splits an input into lines and parses each non-blank one as JSON.
+pub fn ndjson_records(bytes: &[u8]) -> Vec<Framed<'_>> {
+    bytes
+        .split(|b| *b == b'\n')
+        .enumerate()
+        .filter_map(|(i, line)| {
+            let line = trim(line);
+            if line.is_empty() {
+                return None;
+            }
+            Some(Framed {
+                position: Position::Line(i + 1),
+                parsed: serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}")),
+                bytes: line,
+            })
+        })
+        .collect()
+}
+
+/// Splits a YAML stream (or JSON, which YAML reads too) into documents.
+/// Empty documents are skipped.
+pub fn yaml_documents(bytes: &[u8]) -> Vec<Framed<'_>> {
+    use serde::Deserialize;
+    let mut out = Vec::new();
+    for (i, document) in serde_yaml::Deserializer::from_slice(bytes).enumerate() {
+        let parsed = serde_yaml::Value::deserialize(document)
+            .map_err(|e| format!("invalid YAML: {e}"))
+            .and_then(|v| {
+                yaml_to_json(v).map_err(|e| format!("YAML not representable as JSON: {e}"))
+            });
+        match parsed {
+            Ok(Value::Null) => {}
+            parsed => out.push(Framed {
+                position: Position::Document(i),
+                parsed,
+                bytes,
+            }),
+        }
+        // A syntax error ends the stream: the parser cannot resynchronise.
+        if out.last().is_some_and(|f| f.parsed.is_err()) {
+            break;
+        }
+    }
+    out
+}
+
+/// Converts a YAML value to JSON, turning non-string keys into strings.
+pub fn yaml_to_json(value: serde_yaml::Value) -> Result<Value, String> {
+    use serde_yaml::Value as Y;
+    Ok(match value {
+        Y::Null => Value::Null,
+        Y::Bool(b) => Value::Bool(b),
+        Y::Number(n) => {
+            if let Some(i) = n.as_i64() {
+                Value::from(i)
+            } else if let Some(u) = n.as_u64() {
+                Value::from(u)
+            } else {
+                n.as_f64()
+                    .and_then(serde_json::Number::from_f64)
+                    .map_or(Value::Null, Value::Number)
+            }
+        }
+        Y::String(s) => Value::String(s),
+        Y::Sequence(items) => Value::Array(
+            items
+                .into_iter()
+                .map(yaml_to_json)
+                .collect::<Result<_, _>>()?,
+        ),
+        Y::Mapping(map) => {
+            let mut object = serde_json::Map::new();
+            for (k, v) in map {
+                let key = match k {
+                    Y::String(s) => s,
+                    Y::Bool(b) => b.to_string(),
+                    Y::Number(n) => n.to_string(),
+                    Y::Null => "null".to_owned(),
+                    other => return Err(format!("unsupported mapping key {other:?}")),
+                };
+                object.insert(key, yaml_to_json(v)?);
+            }
+            Value::Object(object)
+        }
+        Y::Tagged(tagged) => yaml_to_json(tagged.value)?,
+    })
+}
+
+/// Splits an input that may be JSON (any framing) or YAML.
+pub fn records(bytes: &[u8]) -> Vec<Framed<'_>> {
+    if looks_like_json(bytes) {
+        json_records(bytes)
+    } else {
+        yaml_documents(bytes)
+    }
+}
+
+/// The first parsable record of an input, for format detection.
+pub fn first_record(bytes: &[u8]) -> Option<Value> {
+    let body = trim(bytes);
+    if body.is_empty() {
+        return None;
+    }
+    if looks_like_json(body) {
+        if let Ok(value) = serde_json::from_slice::<Value>(body) {
+            return match value {
+                Value::Array(mut items) if !items.is_empty() => Some(items.swap_remove(0)),
+                Value::Array(_) => None,
+                other => Some(other),
+            };
+        }
+        let first_line = body.split(|b| *b == b'\n').next().unwrap_or(body);
+        if let Ok(value) = serde_json::from_slice::<Value>(trim(first_line)) {
+            return Some(value);
+        }
+        return crate::decoders::otlp::console_dump_first_record(body);
+    }
+    if std::str::from_utf8(body).is_err() {
+        return None;
+    }
+    yaml_documents(body)
+        .into_iter()
+        .find_map(|framed| framed.parsed.ok())
+        .filter(|v| v.is_object())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ndjson_keeps_good_lines_around_a_bad_one() {
+        let input = b"{\"a\":1}\nnot json\n\n{\"a\":2}\n";
+        let framed = json_records(input);
+        assert_eq!(framed.len(), 3);
+        assert_eq!(framed[1].position, Position::Line(2));
+        assert!(framed[1].parsed.is_err());
+        assert_eq!(framed[2].position, Position::Line(4));
+        assert!(framed[2].parsed.is_ok());
+    }
+
+    #[test]
+    fn arrays_yield_elements() {
+        let framed = json_records(b"[{\"a\":1},{\"a\":2}]");
+        assert_eq!(framed.len(), 2);
+        assert_eq!(framed[1].position, Position::Record(1));
+    }
+
+    #[test]
+    fn yaml_streams_yield_documents() {
+        let framed = yaml_documents(b"a: 1\n---\nb: [1, 2]\n");
+        assert_eq!(framed.len(), 2);
+        assert_eq!(
+            framed[1].parsed.as_ref().expect("parsed"),
+            &serde_json::json!({"b": [1, 2]})
+        );
+    }
+}

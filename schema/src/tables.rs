@@ -1,0 +1,83 @@
+//! Table and view names: the SQL surface analysts and tools rely on.
+
+use crate::Category;
+
+/// The wide table holding every normalized event.
+pub const EVENTS: &str = "events";
+
+/// One view per category, so SQL reads naturally.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CategoryView {
+    /// The view's name.
+    pub name: &'static str,
+    /// The categories it selects.
+    pub categories: &'static [Category],
+    /// What it holds, for help output.
+    pub about: &'static str,
+}
+
+/// Every category view.
+pub const CATEGORY_VIEWS: &[CategoryView] = &[
+    CategoryView {
+        name: "pipeline_runs",
+        categories: &[Category::PipelineRun],
+        about: "workflow runs and pipelines",
+    },
+    CategoryView {
+        name: "pipeline_jobs",
+        categories: &[Category::PipelineJob],
+        about: "jobs with their runners, durations and resources",
+    },
+    CategoryView {
+        name: "secret_access",
+        categories: &[Category::SecretAccess],
+        about: "secret-store and credential reads, writes and denials",
+    },
+    CategoryView {
+        name: "deployments",
+        categories: &[Category::Deployment],
+        about: "deployments, statuses, approvals and syncs",
+    },
+    CategoryView {
+        name: "audit_log",
+        categories: &[Category::ConfigChange, Category::Auth, Category::CodeChange],
+        about: "configuration changes, authentication and code pushes",
+    },
+    CategoryView {
+        name: "findings",
+        categories: &[Category::Finding],
+        about: "security scanner findings (SARIF)",
+    },
+    CategoryView {
+        name: "policy_results",
+        categories: &[Category::PolicyResult],
+        about: "policy evaluations (Conftest, OPA, admission controllers)",
+    },
+    CategoryView {
+        name: "egress",
+        categories: &[Category::Egress],
+        about: "network egress from jobs and workloads",
+    },
+    CategoryView {
+        name: "attestations",
+        categories: &[Category::Attestation],
+        about: "artifact signatures and build provenance (Sigstore, SLSA)",
+    },
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_category_has_a_view() {
+        for category in Category::ALL {
+            assert!(
+                CATEGORY_VIEWS
+                    .iter()
+                    .any(|v| v.categories.contains(category)),
+                "{category} has no view"
+            );
+        }
+    }
+}
