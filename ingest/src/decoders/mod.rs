@@ -35,6 +35,10 @@ pub struct Input<'a> {
     pub origin: &'a str,
     pub bytes: &'a [u8],
     pub type_hint: Option<&'a str>,
+    /// When the input was observed (file modification time, request
+    /// receipt). Used only for records that carry no time of their own,
+    /// such as SARIF results without invocation times.
+    pub observed_at: Option<DateTime<Utc>>,
 }
 
 impl<'a> Input<'a> {
