@@ -111,3 +111,61 @@ impl std::fmt::Display for DeadLetter {
         )
     }
 }
+
+/// The dead-letter store: NDJSON files under `<data-dir>/dead-letter/`,
+/// one per stored group, named after the content so a replay rewrites the
+/// same file instead of adding one.
+#[derive(Debug)]
+pub struct DeadLetterStore {
+    dir: std::path::PathBuf,
+}
+
+/// One stored line: the dead letter and when it was stored.
+#[derive(Debug, Serialize)]
+struct StoredDeadLetter<'a> {
+    stored_at: String,
+    #[serde(flatten)]
+    letter: &'a DeadLetter,
+}
+
+impl DeadLetterStore {
+    /// The store of a data directory.
+    pub fn open(data_dir: &std::path::Path) -> Self {
+        DeadLetterStore {
+            dir: data_dir.join(pipewatch_schema::DEAD_LETTER_DIR),
+        }
+    }
+
+    /// Where the files live.
+    pub fn dir(&self) -> &std::path::Path {
+        &self.dir
+    }
+
+    /// Stores letters durably. Callers redact them first.
+    pub fn store(&self, letters: &[DeadLetter]) -> Result<(), crate::IngestError> {
+        if letters.is_empty() {
+            return Ok(());
+        }
+        let mut name = Sha256::new();
+        for letter in letters {
+            name.update(letter.origin.as_bytes());
+            name.update(letter.position.to_string().as_bytes());
+            name.update(letter.raw_sha256.as_bytes());
+        }
+        let stored_at = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+        let mut body = Vec::new();
+        for letter in letters {
+            let line = StoredDeadLetter {
+                stored_at: stored_at.clone(),
+                letter,
+            };
+            serde_json::to_writer(&mut body, &line)
+                .map_err(|e| crate::IngestError::Config(format!("dead letter: {e}")))?;
+            body.push(b'\n');
+        }
+        let path = self
+            .dir
+            .join(format!("{}.ndjson", hex::encode(&name.finalize()[..12])));
+        crate::lake::atomic_write(&path, &body)
+    }
+}

@@ -81,3 +81,25 @@ mod tests {
         }
     }
 }
+
+/// The dead-letter table: records that could not be decoded.
+pub const DEAD_LETTERS: &str = "dead_letters";
+
+/// Arrow schema of the dead-letter store's NDJSON lines.
+pub fn dead_letter_schema() -> arrow_schema::SchemaRef {
+    use arrow_schema::{DataType, Field, Fields, Schema};
+    let position = Fields::from(vec![
+        Field::new("kind", DataType::Utf8, true),
+        Field::new("at", DataType::Int64, true),
+    ]);
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("stored_at", DataType::Utf8, true),
+        Field::new("source", DataType::Utf8, true),
+        Field::new("origin", DataType::Utf8, true),
+        Field::new("position", DataType::Struct(position), true),
+        Field::new("reason", DataType::Utf8, true),
+        Field::new("detail", DataType::Utf8, true),
+        Field::new("raw_sha256", DataType::Utf8, true),
+        Field::new("sample", DataType::Utf8, true),
+    ]))
+}

@@ -1,0 +1,379 @@
+//! The query service: a DataFusion session over the lake with the
+//! `events` table (Hive-partitioned by category and date) and the category
+//! views, executing only what the [`guard`] lets through, within limits.
+
+mod guard;
+mod render;
+
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use datafusion::arrow::datatypes::DataType;
+use datafusion::arrow::record_batch::RecordBatch;
+use datafusion::datasource::MemTable;
+use datafusion::datasource::file_format::json::JsonFormat;
+use datafusion::datasource::file_format::parquet::ParquetFormat;
+use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
+use datafusion::execution::runtime_env::RuntimeEnvBuilder;
+use datafusion::prelude::{SessionConfig, SessionContext, col};
+use futures::StreamExt;
+use pipewatch_schema::tables::{CATEGORY_VIEWS, DEAD_LETTERS, EVENTS};
+
+pub use guard::allowed_tables;
+pub use render::{OutputFormat, render};
+
+/// Limits every query runs under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QueryLimits {
+    /// Memory the query may hold, in bytes; nothing spills to disk.
+    pub memory_bytes: usize,
+    /// Wall-clock time before the query is cancelled.
+    pub timeout: Duration,
+    /// Rows a result may have; a larger result is an error, not a silent cut.
+    pub max_rows: usize,
+}
+
+impl Default for QueryLimits {
+    fn default() -> Self {
+        QueryLimits {
+            memory_bytes: 2 * 1024 * 1024 * 1024,
+            timeout: Duration::from_secs(60),
+            max_rows: 100_000,
+        }
+    }
+}
+
+/// Errors a query can end with. Messages are meant for the analyst.
+#[derive(Debug, thiserror::Error)]
+pub enum QueryError {
+    /// The statement is not a read-only query.
+    #[error("refused: {0}")]
+    Refused(String),
+    /// The statement does not parse or plan.
+    #[error("invalid query: {0}")]
+    Invalid(String),
+    /// The query ran over its memory budget.
+    #[error("query exceeded its memory limit of {limit_mib} MiB: {detail}")]
+    Memory { limit_mib: usize, detail: String },
+    /// The query ran over its time budget.
+    #[error("query exceeded its time limit of {0:?} and was cancelled")]
+    Timeout(Duration),
+    /// The result has more rows than allowed.
+    #[error("result exceeds the limit of {0} rows; add a LIMIT or aggregate")]
+    TooManyRows(usize),
+    /// The lake could not be opened.
+    #[error("cannot open the lake at {path}: {detail}")]
+    Lake { path: String, detail: String },
+    /// Execution failed for another reason.
+    #[error("query failed: {0}")]
+    Execution(String),
+}
+
+/// A finished query: the batches and their row count.
+#[derive(Debug)]
+pub struct QueryOutput {
+    pub batches: Vec<RecordBatch>,
+    pub rows: usize,
+    pub schema: datafusion::arrow::datatypes::SchemaRef,
+}
+
+/// Read-only SQL over one data directory.
+pub struct QueryService {
+    ctx: SessionContext,
+    limits: QueryLimits,
+}
+
+impl std::fmt::Debug for QueryService {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QueryService")
+            .field("limits", &self.limits)
+            .finish_non_exhaustive()
+    }
+}
+
+impl QueryService {
+    /// Opens the lake under `data_dir`. An empty or missing lake is a
+    /// valid, empty `events` table.
+    pub async fn open(data_dir: &Path, limits: QueryLimits) -> Result<Self, QueryError> {
+        let lake_error = |detail: String| QueryError::Lake {
+            path: data_dir.display().to_string(),
+            detail,
+        };
+        let runtime = RuntimeEnvBuilder::new()
+            .with_memory_limit(limits.memory_bytes, 1.0)
+            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .build_arc()
+            .map_err(|e| lake_error(e.to_string()))?;
+        let mut config = SessionConfig::new()
+            .with_information_schema(true)
+            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+            .set_bool("datafusion.execution.parquet.reorder_filters", true);
+        config.options_mut().execution.time_zone = Some("UTC".into());
+        let ctx = SessionContext::new_with_config_rt(config, runtime);
+
+        let events_dir = data_dir.join(pipewatch_schema::EVENTS_DIR);
+        let table_schema = pipewatch_schema::table_schema();
+        if has_parquet(&events_dir) {
+            let url = ListingTableUrl::parse(format!("{}/", events_dir.display()))
+                .map_err(|e| lake_error(e.to_string()))?;
+            let options = ListingOptions::new(Arc::new(ParquetFormat::default()))
+                .with_file_extension(".parquet")
+                .with_table_partition_cols(vec![
+                    ("category".to_owned(), DataType::Utf8),
+                    ("date".to_owned(), DataType::Utf8),
+                ])
+                .with_file_sort_order(vec![vec![col("event_time").sort(true, false)]]);
+            let config = ListingTableConfig::new(url)
+                .with_listing_options(options)
+                .with_schema(pipewatch_schema::file_schema());
+            let table = ListingTable::try_new(config).map_err(|e| lake_error(e.to_string()))?;
+            ctx.register_table(EVENTS, Arc::new(table))
+                .map_err(|e| lake_error(e.to_string()))?;
+        } else {
+            let empty = MemTable::try_new(table_schema, vec![vec![]])
+                .map_err(|e| lake_error(e.to_string()))?;
+            ctx.register_table(EVENTS, Arc::new(empty))
+                .map_err(|e| lake_error(e.to_string()))?;
+        }
+        register_dead_letters(&ctx, data_dir).map_err(|e| lake_error(e.to_string()))?;
+        for view in CATEGORY_VIEWS {
+            let categories: Vec<String> = view
+                .categories
+                .iter()
+                .map(|c| format!("'{}'", c.as_str()))
+                .collect();
+            let sql = format!(
+                "CREATE VIEW {} AS SELECT * FROM {EVENTS} WHERE category IN ({})",
+                view.name,
+                categories.join(", ")
+            );
+            ctx.sql(&sql).await.map_err(|e| lake_error(e.to_string()))?;
+        }
+        Ok(QueryService { ctx, limits })
+    }
+
+    /// The limits in force.
+    pub fn limits(&self) -> QueryLimits {
+        self.limits
+    }
+
+    /// Runs one read-only statement and collects its result.
+    pub async fn query(&self, sql: &str) -> Result<QueryOutput, QueryError> {
+        let plan = guard::plan_read_only(&self.ctx, sql).await?;
+        let limits = self.limits;
+        let run = async {
+            let frame = self
+                .ctx
+                .execute_logical_plan(plan)
+                .await
+                .map_err(|e| classify(e, limits))?;
+            let schema: datafusion::arrow::datatypes::SchemaRef =
+                Arc::new(frame.schema().as_arrow().clone());
+            let mut stream = frame.execute_stream().await.map_err(|e| classify(e, limits))?;
+            let mut batches = Vec::new();
+            let mut rows = 0usize;
+            while let Some(batch) = stream.next().await {
+                let batch = batch.map_err(|e| classify(e, limits))?;
+                rows += batch.num_rows();
+                if rows > limits.max_rows {
+                    return Err(QueryError::TooManyRows(limits.max_rows));
+                }
+                batches.push(batch);
+            }
+            Ok(QueryOutput {
+                batches,
+                rows,
+                schema,
+            })
+        };
+        tokio::time::timeout(limits.timeout, run)
+            .await
+            .map_err(|_| QueryError::Timeout(limits.timeout))?
+    }
+}
+
+/// The dead-letter store as a table, empty when nothing was dead-lettered.
+fn register_dead_letters(
+    ctx: &SessionContext,
+    data_dir: &Path,
+) -> datafusion::error::Result<()> {
+    let dir = data_dir.join(pipewatch_schema::DEAD_LETTER_DIR);
+    let schema = pipewatch_schema::tables::dead_letter_schema();
+    let has_files = std::fs::read_dir(&dir).is_ok_and(|entries| {
+        entries
+            .flatten()
+            .any(|e| e.path().extension().is_some_and(|x| x == "ndjson"))
+    });
+    if !has_files {
+        let empty = MemTable::try_new(schema, vec![vec![]])?;
+        ctx.register_table(DEAD_LETTERS, Arc::new(empty))?;
+        return Ok(());
+    }
+    let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
+    let options = ListingOptions::new(Arc::new(JsonFormat::default())).with_file_extension(".ndjson");
+    let config = ListingTableConfig::new(url)
+        .with_listing_options(options)
+        .with_schema(schema);
+    ctx.register_table(DEAD_LETTERS, Arc::new(ListingTable::try_new(config)?))?;
+    Ok(())
+}
+
+fn has_parquet(dir: &Path) -> bool {
+    walk_has_parquet(dir, 0)
+}
+
+fn walk_has_parquet(dir: &Path, depth: usize) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return false;
+    };
+    entries.flatten().any(|entry| {
+        let path = entry.path();
+        if path.is_dir() {
+            depth < 3 && walk_has_parquet(&path, depth + 1)
+        } else {
+            path.extension().is_some_and(|x| x == "parquet")
+        }
+    })
+}
+
+fn classify(error: datafusion::error::DataFusionError, limits: QueryLimits) -> QueryError {
+    let text = error.to_string();
+    if text.contains("Resources exhausted") {
+        QueryError::Memory {
+            limit_mib: limits.memory_bytes / (1024 * 1024),
+            detail: text,
+        }
+    } else {
+        QueryError::Execution(text)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    async fn empty_lake(limits: QueryLimits) -> (tempfile::TempDir, QueryService) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let service = QueryService::open(dir.path(), limits).await.expect("opens");
+        (dir, service)
+    }
+
+    #[tokio::test]
+    async fn an_empty_lake_answers_with_every_table() {
+        let (_dir, service) = empty_lake(QueryLimits::default()).await;
+        for table in allowed_tables() {
+            let out = service
+                .query(&format!("SELECT count(*) AS n FROM {table}"))
+                .await
+                .unwrap_or_else(|e| panic!("{table}: {e}"));
+            assert_eq!(out.rows, 1, "{table}");
+        }
+    }
+
+    #[tokio::test]
+    async fn anything_but_reading_is_refused_before_it_runs() {
+        let (dir, service) = empty_lake(QueryLimits::default()).await;
+        let outside = dir.path().join("outside.csv");
+        let refused = [
+            "CREATE TABLE t AS SELECT 1",
+            "CREATE VIEW v AS SELECT 1",
+            "DROP VIEW pipeline_runs",
+            "INSERT INTO events SELECT * FROM events",
+            "DELETE FROM events",
+            "UPDATE events SET actor = 'x'",
+            &format!("COPY (SELECT 1) TO '{}'", outside.display()),
+            "SET datafusion.execution.batch_size = 1",
+            &format!(
+                "CREATE EXTERNAL TABLE x STORED AS CSV LOCATION '{}'",
+                outside.display()
+            ),
+            "SELECT 1; SELECT 2",
+            "SELECT * FROM '/etc/passwd'",
+            "SELECT * FROM read_csv('/etc/passwd')",
+        ];
+        for sql in refused {
+            let error = service.query(sql).await.expect_err(sql);
+            assert!(
+                matches!(error, QueryError::Refused(_) | QueryError::Invalid(_)),
+                "{sql}: {error}"
+            );
+        }
+        assert!(!outside.exists(), "COPY must not have written anything");
+        let error = service.query("DROP VIEW pipeline_runs").await.expect_err("refused");
+        assert!(error.to_string().contains("read-only"), "{error}");
+        // The views are still there.
+        service
+            .query("SELECT count(*) FROM pipeline_runs")
+            .await
+            .expect("view intact");
+    }
+
+    #[tokio::test]
+    async fn results_over_the_row_limit_are_an_error_not_a_silent_cut() {
+        let limits = QueryLimits {
+            max_rows: 2,
+            ..QueryLimits::default()
+        };
+        let (_dir, service) = empty_lake(limits).await;
+        let error = service
+            .query("SELECT * FROM (VALUES (1), (2), (3)) AS t(x)")
+            .await
+            .expect_err("too many rows");
+        assert!(matches!(error, QueryError::TooManyRows(2)), "{error}");
+        let ok = service
+            .query("SELECT * FROM (VALUES (1), (2)) AS t(x)")
+            .await
+            .expect("within limit");
+        assert_eq!(ok.rows, 2);
+    }
+
+    #[tokio::test]
+    async fn memory_hungry_queries_end_with_a_clear_error() {
+        let limits = QueryLimits {
+            memory_bytes: 4 * 1024 * 1024,
+            ..QueryLimits::default()
+        };
+        let (_dir, service) = empty_lake(limits).await;
+        let error = service
+            .query(
+                "SELECT v, count(*) FROM (SELECT unnest(range(0, 3000000)) AS v) \
+                 GROUP BY v ORDER BY v LIMIT 1",
+            )
+            .await
+            .expect_err("over the memory budget");
+        assert!(matches!(error, QueryError::Memory { .. }), "{error}");
+        // The service keeps serving.
+        service.query("SELECT 1").await.expect("still serving");
+    }
+
+    #[tokio::test]
+    async fn slow_queries_are_cancelled_at_the_time_limit() {
+        let limits = QueryLimits {
+            timeout: Duration::from_millis(50),
+            ..QueryLimits::default()
+        };
+        let (_dir, service) = empty_lake(limits).await;
+        let error = service
+            .query(
+                "SELECT sum(a.v * b.v) FROM (SELECT unnest(range(0, 20000)) AS v) a \
+                 CROSS JOIN (SELECT unnest(range(0, 20000)) AS v) b",
+            )
+            .await
+            .expect_err("too slow");
+        assert!(matches!(error, QueryError::Timeout(_)), "{error}");
+    }
+
+    #[tokio::test]
+    async fn json_output_is_an_array_of_row_objects_with_lists() {
+        let (_dir, service) = empty_lake(QueryLimits::default()).await;
+        let out = service
+            .query("SELECT 'a' AS name, make_array('x', 'y') AS labels")
+            .await
+            .expect("runs");
+        let text = render(&out, OutputFormat::Json).expect("renders");
+        let rows: serde_json::Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(rows, serde_json::json!([{"name": "a", "labels": ["x", "y"]}]));
+    }
+}

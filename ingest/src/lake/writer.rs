@@ -1,0 +1,186 @@
+//! Turns redacted events into committed Parquet files, one per partition
+//! touched by a batch, named after their content so that writing the same
+//! batch again names the same file.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use parquet::arrow::ArrowWriter;
+use parquet::basic::{Compression, ZstdLevel};
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::file::metadata::SortingColumn;
+use pipewatch_schema::{DataFilePath, Event, EventBatchBuilder, PartitionPath, file_schema};
+use sha2::{Digest, Sha256};
+
+use super::atomic::{clean_leftovers, commit_with};
+use super::index::EventIdIndex;
+use crate::IngestError;
+
+/// Rows per Parquet row group: large enough for good compression, small
+/// enough that statistics prune well.
+const ROW_GROUP_ROWS: usize = 64 * 1024;
+
+/// Writer settings shared by every lake file: zstd, page-level statistics,
+/// bloom filters on the id columns, declared sort order by `event_time`.
+pub fn writer_properties() -> WriterProperties {
+    let schema = file_schema();
+    let event_time = schema.index_of("event_time").unwrap_or(3);
+    let mut builder = WriterProperties::builder()
+        .set_compression(Compression::ZSTD(ZstdLevel::default()))
+        .set_statistics_enabled(EnabledStatistics::Page)
+        .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+        .set_sorting_columns(Some(vec![SortingColumn {
+            column_idx: event_time as i32,
+            descending: false,
+            nulls_first: false,
+        }]))
+        .set_created_by(concat!("pipewatch ", env!("CARGO_PKG_VERSION")).to_owned());
+    for id_column in ["event_id", "source_event_id", "cicd_pipeline_run_id", "trace_id"] {
+        builder = builder
+            .set_column_bloom_filter_enabled(id_column.into(), true)
+            .set_column_bloom_filter_fpp(id_column.into(), 0.01);
+    }
+    // The raw record is large free text: dictionary encoding only costs there.
+    builder
+        .set_column_dictionary_enabled("raw".into(), false)
+        .set_column_statistics_enabled("raw".into(), EnabledStatistics::None)
+        .build()
+}
+
+/// What one commit stored.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct CommitReport {
+    /// Events written.
+    pub written: usize,
+    /// Events skipped because their id was already stored (or repeated in the batch).
+    pub duplicates: usize,
+    /// Files committed, relative to the data directory.
+    pub files: Vec<String>,
+    /// Written and duplicate counts per `source`.
+    pub per_source: BTreeMap<String, (usize, usize)>,
+}
+
+/// Writes batches of events into the lake under a data directory.
+#[derive(Debug)]
+pub struct LakeWriter {
+    root: PathBuf,
+    index: EventIdIndex,
+    properties: WriterProperties,
+}
+
+impl LakeWriter {
+    /// Opens the lake under `data_dir`, removing what an interrupted
+    /// writer left behind.
+    pub fn open(data_dir: &Path) -> Result<Self, IngestError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| IngestError::io(data_dir, e))?;
+        let removed = clean_leftovers(&data_dir.join(pipewatch_schema::EVENTS_DIR))?;
+        if removed > 0 {
+            tracing::warn!(removed, "removed files left by an interrupted write");
+        }
+        Ok(LakeWriter {
+            root: data_dir.to_owned(),
+            index: EventIdIndex::default(),
+            properties: writer_properties(),
+        })
+    }
+
+    /// The data directory.
+    pub fn data_dir(&self) -> &Path {
+        &self.root
+    }
+
+    /// Commits events: groups them by partition, drops ids already stored,
+    /// sorts by time and writes one file per partition. Each file is
+    /// durable when this returns.
+    pub fn commit(&mut self, events: Vec<Event>) -> Result<CommitReport, IngestError> {
+        let mut report = CommitReport::default();
+        let mut partitions: BTreeMap<PartitionPath, Vec<Event>> = BTreeMap::new();
+        for event in events {
+            let partition = PartitionPath::new(event.category, event.event_time.date_naive());
+            partitions.entry(partition).or_default().push(event);
+        }
+        for (partition, mut events) in partitions {
+            let stored = self.index.partition(&self.root, partition)?;
+            events.retain(|e| {
+                let fresh = stored.insert(e.event_id.as_str().to_owned());
+                let counts = report.per_source.entry(e.source.clone()).or_default();
+                if fresh {
+                    counts.0 += 1;
+                } else {
+                    counts.1 += 1;
+                    report.duplicates += 1;
+                }
+                fresh
+            });
+            if events.is_empty() {
+                continue;
+            }
+            events.sort_by(|a, b| {
+                a.event_time
+                    .cmp(&b.event_time)
+                    .then_with(|| a.event_id.cmp(&b.event_id))
+            });
+            let written = write_partition(&self.root, &self.properties, partition, &events);
+            let stored = self.index.partition(&self.root, partition)?;
+            let file = match written {
+                Ok(file) => file,
+                Err(e) => {
+                    // Forget the ids we optimistically recorded: they are not on disk.
+                    for event in &events {
+                        stored.remove(event.event_id.as_str());
+                        if let Some(counts) = report.per_source.get_mut(&event.source) {
+                            counts.0 = counts.0.saturating_sub(1);
+                        }
+                    }
+                    return Err(e);
+                }
+            };
+            report.written += events.len();
+            report.files.push(file);
+        }
+        Ok(report)
+    }
+
+}
+
+fn write_partition(
+        root: &Path,
+        properties: &WriterProperties,
+        partition: PartitionPath,
+        events: &[Event],
+    ) -> Result<String, IngestError> {
+        let mut hasher = Sha256::new();
+        for event in events {
+            hasher.update(event.event_id.as_str().as_bytes());
+        }
+        let digest = hex::encode(&hasher.finalize()[..12]);
+        let first = events
+            .first()
+            .map(|e| e.event_time.format("%H%M%S").to_string())
+            .unwrap_or_default();
+        let path = DataFilePath::new(partition, format!("{first}-{digest}"))?;
+        let target = root.join(path.relative());
+
+        let mut builder = EventBatchBuilder::new();
+        let mut batches = Vec::with_capacity(events.len() / ROW_GROUP_ROWS + 1);
+        for chunk in events.chunks(ROW_GROUP_ROWS) {
+            for event in chunk {
+                builder.append(event)?;
+            }
+            batches.push(builder.finish()?);
+        }
+        commit_with(&target, |file| {
+            let parquet = |e: parquet::errors::ParquetError| {
+                IngestError::Parquet(format!("{}: {e}", target.display()))
+            };
+            let mut writer =
+                ArrowWriter::try_new(&mut *file, file_schema(), Some(properties.clone()))
+                    .map_err(parquet)?;
+            for batch in &batches {
+                writer.write(batch).map_err(parquet)?;
+            }
+            writer.close().map_err(parquet)?;
+            Ok(())
+        })?;
+        Ok(path.relative())
+    }

@@ -1,0 +1,314 @@
+//! Redaction: secret values never reach the lake, the dead-letter store or
+//! logs. Anything that looks like a credential is replaced by
+//! `redacted:<rule>:<keyed hash>`, so the same secret still correlates
+//! across events without being readable.
+
+use std::path::Path;
+
+use hmac::{Hmac, Mac};
+use pipewatch_schema::Event;
+use rand::RngCore;
+use regex::{Regex, RegexSet};
+use serde_json::Value;
+use sha2::Sha256;
+
+use crate::IngestError;
+
+/// Name of the key file inside the data directory.
+pub const KEY_FILE: &str = "redaction.key";
+/// Prefix of every replacement, so analysts can search for them.
+pub const REDACTED_PREFIX: &str = "redacted:";
+
+/// One detection rule: a name (shown in the replacement) and a pattern
+/// whose capture group 1, when present, is the secret part.
+struct Rule {
+    name: &'static str,
+    pattern: &'static str,
+}
+
+/// Ordered from most to least specific: the first rule that matches a span wins.
+const RULES: &[Rule] = &[
+    Rule {
+        name: "private_key",
+        pattern: r"-----BEGIN[A-Z ]{0,40} PRIVATE KEY-----[\s\S]*?-----END[A-Z ]{0,40} PRIVATE KEY-----",
+    },
+    Rule {
+        name: "github_token",
+        pattern: r"\b(?:gh[pousr]_[A-Za-z0-9]{36,251}|github_pat_[A-Za-z0-9_]{22,255})\b",
+    },
+    Rule {
+        name: "gitlab_token",
+        pattern: r"\bglpat-[A-Za-z0-9_-]{20,}\b",
+    },
+    Rule {
+        name: "slack_webhook",
+        pattern: r"https://hooks\.slack\.com/(?:services|workflows|triggers)/[A-Za-z0-9/_-]+",
+    },
+    Rule {
+        name: "slack_token",
+        pattern: r"\bxox[abposr]-[A-Za-z0-9-]{10,}\b",
+    },
+    Rule {
+        name: "jwt",
+        pattern: r"\beyJ[A-Za-z0-9_-]{8,}\.eyJ[A-Za-z0-9_-]{8,}\.[A-Za-z0-9_-]{8,}",
+    },
+    Rule {
+        name: "aws_access_key_id",
+        pattern: r"\b(?:AKIA|ASIA|ABIA|ACCA)[A-Z2-7]{16}\b",
+    },
+    Rule {
+        name: "aws_secret_access_key",
+        pattern: r#"(?i)aws.{0,24}?(?:secret|sk)[a-z_ ]{0,16}["']?\s*[:=]\s*["']?([A-Za-z0-9/+=]{40})\b"#,
+    },
+    Rule {
+        name: "secret_assignment",
+        pattern: r#"(?i)\b(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|client[_-]?secret|private[_-]?key|credentials?|auth[_-]?token|session[_-]?token)[a-z0-9_-]{0,24}["']?\s*[:=]\s*["']?([^\s"'&,;}{]{8,})"#,
+    },
+];
+
+/// JSON keys whose string values are secrets whatever they look like.
+const SECRET_KEYS: &[&str] = &[
+    "password",
+    "passwd",
+    "secret",
+    "secret_key",
+    "secretaccesskey",
+    "secret_access_key",
+    "client_secret",
+    "token",
+    "access_token",
+    "refresh_token",
+    "id_token",
+    "auth_token",
+    "api_key",
+    "apikey",
+    "private_key",
+    "sessiontoken",
+    "session_token",
+    "webhook_url",
+    "secretstring",
+    "secret_string",
+    "secretbinary",
+];
+
+/// Values a source already made safe, kept as they are (Vault HMACs them).
+fn already_safe(value: &str) -> bool {
+    value.starts_with("hmac-sha256:") || value.starts_with(REDACTED_PREFIX)
+}
+
+/// Shannon entropy in bits per character.
+fn entropy(s: &str) -> f64 {
+    let mut counts = [0u32; 256];
+    let mut total = 0u32;
+    for b in s.bytes() {
+        counts[usize::from(b)] += 1;
+        total += 1;
+    }
+    if total == 0 {
+        return 0.0;
+    }
+    let total = f64::from(total);
+    counts
+        .iter()
+        .filter(|&&c| c > 0)
+        .map(|&c| {
+            let p = f64::from(c) / total;
+            -p * p.log2()
+        })
+        .sum()
+}
+
+/// Replaces secrets in text and JSON with keyed hashes.
+pub struct Redactor {
+    key: Vec<u8>,
+    set: RegexSet,
+    rules: Vec<(&'static str, Regex)>,
+}
+
+impl std::fmt::Debug for Redactor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Redactor")
+            .field("rules", &self.rules.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Redactor {
+    /// A redactor with the given hashing key.
+    pub fn with_key(key: Vec<u8>) -> Result<Self, IngestError> {
+        let patterns: Vec<&str> = RULES.iter().map(|r| r.pattern).collect();
+        let set = RegexSet::new(&patterns).map_err(|e| IngestError::Config(e.to_string()))?;
+        let rules = RULES
+            .iter()
+            .map(|r| Regex::new(r.pattern).map(|re| (r.name, re)))
+            .collect::<Result<_, _>>()
+            .map_err(|e| IngestError::Config(e.to_string()))?;
+        Ok(Redactor { key, set, rules })
+    }
+
+    /// The redactor of a data directory: its key is created on first use
+    /// (random, owner-readable only) and kept, so hashes stay comparable
+    /// across runs.
+    pub fn for_data_dir(data_dir: &Path) -> Result<Self, IngestError> {
+        let path = data_dir.join(KEY_FILE);
+        let key = match std::fs::read_to_string(&path) {
+            Ok(text) => hex::decode(text.trim())
+                .map_err(|e| IngestError::Config(format!("{}: {e}", path.display())))?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                std::fs::create_dir_all(data_dir).map_err(|e| IngestError::io(data_dir, e))?;
+                let mut key = vec![0u8; 32];
+                rand::rng().fill_bytes(&mut key);
+                crate::lake::atomic_write(&path, hex::encode(&key).as_bytes())?;
+                #[cfg(unix)]
+                {
+                    use std::os::unix::fs::PermissionsExt;
+                    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600))
+                        .map_err(|e| IngestError::io(&path, e))?;
+                }
+                key
+            }
+            Err(e) => return Err(IngestError::io(&path, e)),
+        };
+        Self::with_key(key)
+    }
+
+    fn replacement(&self, rule: &str, secret: &str) -> String {
+        // HMAC with a per-installation key: equal secrets give equal tokens,
+        // and the token cannot be reversed or brute-forced without the key.
+        let mut mac = match <Hmac<Sha256> as Mac>::new_from_slice(&self.key) {
+            Ok(mac) => mac,
+            Err(_) => return format!("{REDACTED_PREFIX}{rule}"),
+        };
+        mac.update(secret.as_bytes());
+        let digest = mac.finalize().into_bytes();
+        format!("{REDACTED_PREFIX}{rule}:{}", hex::encode(&digest[..8]))
+    }
+
+    /// Redacts secrets inside free text. Returns `None` when nothing changed.
+    pub fn redact_text(&self, text: &str) -> Option<String> {
+        if text.len() < 8 {
+            return None;
+        }
+        let matched = self.set.matches(text);
+        if !matched.matched_any() {
+            return None;
+        }
+        let mut out = text.to_owned();
+        let mut changed = false;
+        for (index, (name, regex)) in self.rules.iter().enumerate() {
+            if !matched.matched(index) {
+                continue;
+            }
+            let mut result = String::with_capacity(out.len());
+            let mut last = 0;
+            for caps in regex.captures_iter(&out) {
+                let Some(whole) = caps.get(0) else { continue };
+                let secret = caps.get(1).unwrap_or(whole);
+                let value = secret.as_str();
+                if already_safe(value) {
+                    continue;
+                }
+                // Generic assignments must look random, so `password=changeme`
+                // in a policy message stays readable while real secrets do not.
+                if *name == "secret_assignment" && entropy(value) < 3.0 {
+                    continue;
+                }
+                result.push_str(&out[last..secret.start()]);
+                result.push_str(&self.replacement(name, value));
+                last = secret.end();
+                changed = true;
+            }
+            result.push_str(&out[last..]);
+            out = result;
+        }
+        changed.then_some(out)
+    }
+
+    /// Redacts a string in place.
+    pub fn redact_string(&self, text: &mut String) {
+        if let Some(clean) = self.redact_text(text) {
+            *text = clean;
+        }
+    }
+
+    /// Redacts every string in a JSON value, object keys included, and
+    /// replaces whole values stored under secret-named keys.
+    pub fn redact_json(&self, value: &mut Value) {
+        match value {
+            Value::String(s) => self.redact_string(s),
+            Value::Array(items) => items.iter_mut().for_each(|v| self.redact_json(v)),
+            Value::Object(map) => {
+                let renamed: Vec<(String, String)> = map
+                    .keys()
+                    .filter_map(|k| self.redact_text(k).map(|clean| (k.clone(), clean)))
+                    .collect();
+                for (old, new) in renamed {
+                    if let Some(v) = map.remove(&old) {
+                        map.insert(new, v);
+                    }
+                }
+                for (key, v) in map.iter_mut() {
+                    let secret_key = SECRET_KEYS.contains(&key.to_ascii_lowercase().as_str());
+                    match v {
+                        Value::String(s) if secret_key && s.len() >= 8 && !already_safe(s) => {
+                            *s = self.replacement("secret_field", s);
+                        }
+                        other => self.redact_json(other),
+                    }
+                }
+            }
+            Value::Null | Value::Bool(_) | Value::Number(_) => {}
+        }
+    }
+
+    /// Redacts every text column and the raw record of an event.
+    pub fn redact_event(&self, event: &mut Event) {
+        event.for_each_text_mut(|s| self.redact_string(s));
+        self.redact_json(&mut event.raw);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn redactor() -> Redactor {
+        Redactor::with_key(b"test-key".to_vec()).expect("rules compile")
+    }
+
+    #[test]
+    fn known_credential_shapes_are_replaced_and_correlate() {
+        let r = redactor();
+        let token = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+        let a = r.redact_text(&format!("cloned with {token}")).expect("redacted");
+        let b = r.redact_text(&format!("token {token} again")).expect("redacted");
+        assert!(!a.contains(token) && !b.contains(token));
+        let tag = a.split_whitespace().last().expect("tag").to_owned();
+        assert!(tag.starts_with("redacted:github_token:"));
+        assert!(b.contains(&tag), "same secret, same replacement");
+    }
+
+    #[test]
+    fn vault_hmacs_and_ordinary_ids_are_kept() {
+        let r = redactor();
+        for keep in [
+            "hmac-sha256:9cc3baa3c2bd7a4b233ca1fdcf69df91c8f2a9f14ddda54a4039190f581dd327",
+            "6077d805b0fc49f65e6dbaefc1c5c4bb1b6e4bf2",
+            "e4f5c67a-6f7e-789d-ae56-a1fe3ae23046",
+            "password=changeme",
+        ] {
+            assert_eq!(r.redact_text(keep), None, "{keep} should stay");
+        }
+    }
+
+    #[test]
+    fn secret_named_json_fields_are_replaced() {
+        let r = redactor();
+        let mut v = serde_json::json!({"data": {"password": "Tr0ub4dor&3xyz"}, "token_ttl": 3600});
+        r.redact_json(&mut v);
+        let text = v.to_string();
+        assert!(!text.contains("Tr0ub4dor"));
+        assert!(text.contains("redacted:secret_field:"));
+        assert!(text.contains("3600"));
+    }
+}

@@ -1,0 +1,91 @@
+//! `pipewatch demo`: ingests the demo organisation (the committed set, or
+//! a freshly generated one) and shows what it holds and how to ask.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::Context;
+use pipewatch_analytics::query::OutputFormat;
+use pipewatch_analytics::{QueryLimits, QueryService, render};
+
+/// The committed demo set, when running from a checkout.
+const COMMITTED_DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/demo");
+
+/// Queries shown (and run) at the end of the demo.
+const EXAMPLES: &[(&str, &str)] = &[
+    (
+        "What the lake holds, per category",
+        "SELECT category, count(*) AS events, min(event_time) AS first, max(event_time) AS last \
+         FROM events GROUP BY category ORDER BY events DESC",
+    ),
+    (
+        "Share of jobs on ephemeral runners, per hosting",
+        "SELECT runner_hosting, count(*) AS jobs, \
+         round(avg(CASE WHEN runner_ephemeral THEN 1.0 ELSE 0.0 END), 3) AS ephemeral_share \
+         FROM pipeline_jobs WHERE action LIKE '%completed' GROUP BY runner_hosting ORDER BY jobs DESC",
+    ),
+    (
+        "How secrets are reached: OIDC versus long-lived credentials",
+        "SELECT identity_kind, count(*) AS reads, count(DISTINCT identity_id) AS identities \
+         FROM secret_access GROUP BY identity_kind ORDER BY reads DESC",
+    ),
+    (
+        "Denied secret reads, most recent first",
+        "SELECT event_time, actor, target_name, client_address FROM secret_access \
+         WHERE outcome = 'denied' ORDER BY event_time DESC LIMIT 5",
+    ),
+];
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    /// Where the demo lake is written.
+    #[arg(long, env = "PIPEWATCH_DEMO_DIR", default_value = "./pipewatch-demo")]
+    data_dir: PathBuf,
+    /// Native files to ingest instead of the committed demo set.
+    #[arg(long)]
+    from: Option<PathBuf>,
+}
+
+fn demo_source(args: &Args) -> anyhow::Result<PathBuf> {
+    if let Some(from) = &args.from {
+        return Ok(from.clone());
+    }
+    let committed = Path::new(COMMITTED_DEMO);
+    if committed.join("labels.json").is_file() {
+        return Ok(committed.to_owned());
+    }
+    let generated = args.data_dir.join("native");
+    println!("generating the demo organisation into {}", generated.display());
+    pipewatch_datasets::generate(&pipewatch_datasets::GenerateOptions::default(), &generated)
+        .context("cannot generate the demo organisation")?;
+    Ok(generated)
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    let source = demo_source(&args)?;
+    println!(
+        "ingesting {} into {}",
+        source.display(),
+        args.data_dir.display()
+    );
+    let outcome = super::ingest::ingest_paths(&args.data_dir, None, &[source])?;
+    super::ingest::print_summary(&outcome);
+
+    let runtime = super::runtime()?;
+    runtime.block_on(async {
+        let service = QueryService::open(&args.data_dir, QueryLimits::default())
+            .await
+            .context("cannot open the demo lake")?;
+        for (title, sql) in EXAMPLES {
+            println!("\n-- {title}\n{sql}");
+            let output = service.query(sql).await?;
+            println!("{}", render(&output, OutputFormat::Table)?);
+        }
+        anyhow::Ok(())
+    })?;
+    let dir = args.data_dir.display();
+    println!("\nAsk your own questions:");
+    println!("  pipewatch sql --data-dir {dir} \"SELECT * FROM audit_log ORDER BY event_time DESC LIMIT 20\"");
+    println!("  pipewatch sql --data-dir {dir} --output json \"SELECT repo, count(*) FROM pipeline_runs GROUP BY repo\"");
+    Ok(ExitCode::SUCCESS)
+}

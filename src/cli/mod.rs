@@ -1,0 +1,81 @@
+//! Command-line surface: one module per subcommand, this file declares
+//! the arguments and dispatches.
+
+mod demo;
+mod formats;
+mod generate;
+mod ingest;
+mod sql;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Watches CI/CD pipelines for security teams.
+#[derive(Debug, Parser)]
+#[command(name = "pipewatch", version, about, long_about = None)]
+pub(crate) struct Cli {
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The data directory shared by every command.
+#[derive(Debug, clap::Args)]
+pub(crate) struct DataDir {
+    /// Where the lake, dead letters and state live.
+    #[arg(long, env = "PIPEWATCH_DATA_DIR", default_value = "./pipewatch-data")]
+    pub(crate) data_dir: PathBuf,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Import native event files (or `-` for stdin) into the lake.
+    Ingest(ingest::Args),
+    /// Run a read-only SQL query over the lake.
+    Sql(sql::Args),
+    /// List the native formats pipewatch reads.
+    Formats,
+    /// Write a realistic organisation's CI/CD events, with labelled incidents, in native formats.
+    Generate(generate::Args),
+    /// Ingest the demo organisation and show what it holds.
+    Demo(demo::Args),
+}
+
+/// Sets up logging to stderr; `RUST_LOG` overrides the verbosity flags.
+pub(crate) fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Command::Ingest(args) => ingest::run(args),
+        Command::Sql(args) => sql::run(args),
+        Command::Formats => formats::run(),
+        Command::Generate(args) => generate::run(args),
+        Command::Demo(args) => demo::run(args),
+    }
+}
+
+/// A small Tokio runtime for commands that query.
+pub(crate) fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    use anyhow::Context;
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the async runtime")
+}
