@@ -62,7 +62,7 @@ const RULES: &[Rule] = &[
     },
     Rule {
         name: "secret_assignment",
-        pattern: r#"(?i)\b(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|client[_-]?secret|private[_-]?key|credentials?|auth[_-]?token|session[_-]?token)[a-z0-9_-]{0,24}["']?\s*[:=]\s*["']?([^\s"'&,;}{]{8,})"#,
+        pattern: r#"(?i)\b[a-z0-9_.-]{0,32}?(?:password|passwd|pwd|secret|token|api[_-]?key|apikey|access[_-]?key|client[_-]?secret|private[_-]?key|credentials?|auth[_-]?token|session[_-]?token)[a-z0-9_-]{0,24}["']?\s*[:=]\s*["']?([^\s"'&,;}{]{8,})"#,
     },
 ];
 
