@@ -68,7 +68,12 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         source.display(),
         args.data_dir.display()
     );
-    let outcome = super::ingest::ingest_paths(&args.data_dir, None, &[source])?;
+    let outcome = super::ingest::ingest_paths(
+        &args.data_dir,
+        None,
+        &[source],
+        pipewatch_ingest::pipeline::DEFAULT_BATCH_EVENTS,
+    )?;
     super::ingest::print_summary(&outcome);
 
     let runtime = super::runtime()?;

@@ -19,6 +19,9 @@ pub(crate) struct Args {
     /// Force a format instead of detecting it (see `pipewatch formats`).
     #[arg(long, value_parser = parse_format)]
     format: Option<Format>,
+    /// Events held in memory before each commit to the lake.
+    #[arg(long, env = "PIPEWATCH_BATCH_EVENTS", default_value_t = pipewatch_ingest::pipeline::DEFAULT_BATCH_EVENTS)]
+    batch_events: usize,
     /// Files, directories (read recursively) or `-` for standard input.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -42,10 +45,12 @@ pub(crate) fn ingest_paths(
     data_dir: &std::path::Path,
     format: Option<Format>,
     paths: &[PathBuf],
+    batch_events: usize,
 ) -> anyhow::Result<Outcome> {
     let (files, mut unreadable) = file::expand(paths);
     let mut ingestor = Ingestor::open(data_dir)
-        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?;
+        .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?
+        .with_batch_events(batch_events);
     let total_bytes: u64 = files
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())
@@ -117,7 +122,12 @@ pub(crate) fn print_summary(outcome: &Outcome) {
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let outcome = ingest_paths(&args.data.data_dir, args.format, &args.paths)?;
+    let outcome = ingest_paths(
+        &args.data.data_dir,
+        args.format,
+        &args.paths,
+        args.batch_events,
+    )?;
     print_summary(&outcome);
     let total = outcome.summary.total();
     // Failing only when nothing could be read keeps partial imports useful:

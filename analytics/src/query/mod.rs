@@ -111,7 +111,9 @@ impl QueryService {
             .set_bool("datafusion.execution.parquet.pushdown_filters", true)
             .set_bool("datafusion.execution.parquet.reorder_filters", true);
         config.options_mut().execution.time_zone = Some("UTC".into());
-        let ctx = SessionContext::new_with_config_rt(config, runtime);
+        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+        // JSON functions (`json_get_str(raw, 'key')`, `raw->'key'`) reach into native records.
+        datafusion_functions_json::register_all(&mut ctx).map_err(|e| lake_error(e.to_string()))?;
 
         let events_dir = data_dir.join(pipewatch_schema::EVENTS_DIR);
         let table_schema = pipewatch_schema::table_schema();
@@ -363,6 +365,17 @@ mod tests {
             .await
             .expect_err("too slow");
         assert!(matches!(error, QueryError::Timeout(_)), "{error}");
+    }
+
+    #[tokio::test]
+    async fn native_fields_can_be_read_from_raw_json() {
+        let (_dir, service) = empty_lake(QueryLimits::default()).await;
+        let out = service
+            .query(r#"SELECT json_get_str('{"userIdentity": {"type": "IAMUser"}}', 'userIdentity', 'type') AS t"#)
+            .await
+            .expect("runs");
+        let text = render(&out, OutputFormat::Json).expect("renders");
+        assert_eq!(text.trim(), r#"[{"t":"IAMUser"}]"#);
     }
 
     #[tokio::test]

@@ -25,13 +25,13 @@ impl EventIdIndex {
         root: &Path,
         partition: PartitionPath,
     ) -> Result<&mut HashSet<String>, IngestError> {
-        if !self.partitions.contains_key(&partition) {
-            let ids = read_partition_ids(&root.join(partition.relative()))?;
-            self.partitions.insert(partition, ids);
+        match self.partitions.entry(partition) {
+            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
+            std::collections::hash_map::Entry::Vacant(entry) => {
+                let ids = read_partition_ids(&root.join(partition.relative()))?;
+                Ok(entry.insert(ids))
+            }
         }
-        self.partitions
-            .get_mut(&partition)
-            .ok_or_else(|| IngestError::Config("partition index vanished".into()))
     }
 }
 

@@ -1,0 +1,46 @@
+//! Decode-and-write throughput: the generated organisation's native files
+//! decoded, redacted and committed to a fresh Parquet lake, on one thread.
+//! Criterion reports events/s (elements) and MB/s (bytes) per core.
+
+use std::path::Path;
+
+use criterion::{BatchSize, Criterion, Throughput, criterion_group, criterion_main};
+use pipewatch_bench::Corpus;
+use pipewatch_ingest::{IngestSummary, Ingestor, Input};
+
+fn ingest_all(corpus: &Corpus, lake: &Path) -> IngestSummary {
+    let mut ingestor = Ingestor::open(lake).expect("ingestor");
+    for file in &corpus.files {
+        ingestor
+            .ingest(None, &Input::new(&file.origin, &file.bytes))
+            .expect("ingest");
+    }
+    ingestor.finish().expect("finish")
+}
+
+fn ingest_corpus(c: &mut Criterion) {
+    let scratch = tempfile::tempdir().expect("scratch dir");
+    let corpus = Corpus::generate(scratch.path(), 2).expect("corpus");
+    let count_dir = tempfile::tempdir().expect("count dir");
+    let events = ingest_all(&corpus, count_dir.path()).total().accepted as u64;
+
+    let mut group = c.benchmark_group("decode_redact_write");
+    group.sample_size(10);
+    for (name, throughput) in [
+        ("events", Throughput::Elements(events)),
+        ("bytes", Throughput::Bytes(corpus.bytes)),
+    ] {
+        group.throughput(throughput);
+        group.bench_function(name, |b| {
+            b.iter_batched(
+                || tempfile::tempdir().expect("lake dir"),
+                |lake| ingest_all(&corpus, lake.path()),
+                BatchSize::PerIteration,
+            );
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, ingest_corpus);
+criterion_main!(benches);
