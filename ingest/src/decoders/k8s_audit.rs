@@ -23,7 +23,14 @@ const FORMAT: Format = Format::K8sAudit;
 const INTERACTIVE: &[&str] = &["exec", "attach", "portforward"];
 
 /// Workload kinds whose spec changes roll out new code.
-const WORKLOADS: &[&str] = &["deployments", "statefulsets", "daemonsets", "replicasets"];
+const WORKLOADS: &[&str] = &[
+    "deployments",
+    "statefulsets",
+    "daemonsets",
+    "replicasets",
+    // Argo Rollouts: progressive delivery (canary, blue-green) of a workload.
+    "rollouts",
+];
 
 const MUTATIONS: &[&str] = &["create", "update", "patch", "delete", "deletecollection"];
 
@@ -162,6 +169,9 @@ fn event_of(input: &Input<'_>, record: &Value) -> Result<Event, Rejection> {
     event.start_time = time_at(record, "/requestReceivedTimestamp");
     event.end_time = time_at(record, "/stageTimestamp");
     event.fill_duration();
+    if event.category == Category::Deployment {
+        event.deploy_strategy = rollout_strategy(record);
+    }
 
     if let Some(username) = str_at(record, "/user/username") {
         event.actor = Some(username.to_owned());
@@ -274,6 +284,21 @@ fn classify(resource: Option<&str>, subresource: Option<&str>, verb: &str) -> Cl
         Some(sub) => class(Category::Auth, format!("{noun}.{sub}.{verb}")),
         None => class(Category::Auth, format!("{noun}.{verb}")),
     }
+}
+
+/// The rollout strategy of a workload write, from the object sent:
+/// Argo Rollouts `spec.strategy.canary|blueGreen`, or a Deployment's
+/// `spec.strategy.type` (`RollingUpdate`, `Recreate`).
+fn rollout_strategy(record: &Value) -> Option<String> {
+    let strategy = record
+        .pointer("/requestObject/spec/strategy")
+        .or_else(|| record.pointer("/responseObject/spec/strategy"))?;
+    let named = strategy
+        .get("type")
+        .and_then(Value::as_str)
+        .map(str::to_owned)
+        .or_else(|| strategy.as_object()?.keys().next().cloned())?;
+    super::util::deploy_strategy_word(&named).map(str::to_owned)
 }
 
 /// The singular of a Kubernetes resource name (`networkpolicies` -> `networkpolicy`).

@@ -102,6 +102,25 @@ pub(crate) fn org_of(full_name: &str) -> Option<String> {
         .filter(|o| !o.is_empty())
 }
 
+/// Normalizes a rollout strategy name as deployers spell it
+/// (`Canary`, `blueGreen`, `RollingUpdate`, `deploy:canary`, ...).
+pub(crate) fn deploy_strategy_word(native: &str) -> Option<&'static str> {
+    let word = native
+        .rsplit(':')
+        .next()
+        .unwrap_or(native)
+        .to_ascii_lowercase()
+        .replace(['-', '_', ' '], "");
+    match word.as_str() {
+        "canary" | "progressive" => Some("canary"),
+        "bluegreen" => Some("blue_green"),
+        "rolling" | "rollingupdate" => Some("rolling"),
+        "recreate" => Some("recreate"),
+        "allatonce" | "bigbang" | "direct" => Some("all_at_once"),
+        _ => None,
+    }
+}
+
 /// Lower-cased copy of a native outcome word mapped to the shared vocabulary.
 pub(crate) fn outcome_word(native: &str) -> &'static str {
     match native.to_ascii_lowercase().as_str() {
@@ -136,6 +155,14 @@ mod tests {
         let nanos = parse_time(&serde_json::json!("1769641490000000000")).expect("nanos");
         assert_eq!(nanos.timestamp(), 1_769_641_490);
         assert!(parse_time_str("yesterday").is_none());
+    }
+
+    #[test]
+    fn rollout_strategies_normalize() {
+        assert_eq!(deploy_strategy_word("blueGreen"), Some("blue_green"));
+        assert_eq!(deploy_strategy_word("RollingUpdate"), Some("rolling"));
+        assert_eq!(deploy_strategy_word("deploy:canary"), Some("canary"));
+        assert_eq!(deploy_strategy_word("deploy"), None);
     }
 
     #[test]

@@ -355,6 +355,24 @@ fn apply_identity(event: &mut Event, line: &Value, login_method: Option<String>)
         event.vcs_ref_head_name = ci.ref_name;
         event.deployment_environment_name = ci.environment;
     }
+    // JWT roles map CI claims into metadata (Vault's `claim_mappings`); these
+    // tie a secret read to the exact run and job that made it.
+    let claim = |keys: &[&str]| keys.iter().find_map(|k| metadata(k)).map(str::to_owned);
+    event.cicd_pipeline_run_id = claim(&["run_id", "pipeline_id"]);
+    event.cicd_pipeline_task_run_id = claim(&["job_id"]);
+    event.cicd_pipeline_task_name = claim(&["job"]);
+    event.cicd_pipeline_name = claim(&["workflow"]);
+    event.vcs_ref_head_revision = claim(&["sha"]);
+    if let Some(environment) = claim(&["environment"]) {
+        event.deployment_environment_name = Some(environment);
+    }
+    if event.vcs_ref_head_name.is_none() {
+        event.vcs_ref_head_name = claim(&["ref"]).map(|r| {
+            r.trim_start_matches("refs/heads/")
+                .trim_start_matches("refs/tags/")
+                .to_owned()
+        });
+    }
 }
 
 #[cfg(test)]

@@ -91,9 +91,29 @@ fn fill_deployment(event: &mut Event, record: &Value) {
     event.vcs_ref_head_revision = str_at(record, "/deployment/sha").map(str::to_owned);
     event.vcs_ref_is_default = is_default_branch(record, reference);
     event.correlation_id = text_at(record, "/deployment/id");
+    event.deploy_strategy = deployment_strategy(record);
     if record.pointer("/deployment/creator/login").is_some() {
         set_actor(event, record.pointer("/deployment/creator"));
     }
+}
+
+/// The rollout strategy a deployment declares: `payload.strategy` (an
+/// object, or the JSON string GitHub stores when created through the API),
+/// else a `task` such as `deploy:canary`.
+fn deployment_strategy(record: &Value) -> Option<String> {
+    let payload = record.pointer("/deployment/payload");
+    let from_payload = match payload {
+        Some(Value::String(text)) => serde_json::from_str::<Value>(text)
+            .ok()
+            .and_then(|v| v.get("strategy").and_then(Value::as_str).map(str::to_owned)),
+        Some(value) => str_at(value, "/strategy").map(str::to_owned),
+        None => None,
+    };
+    from_payload
+        .as_deref()
+        .or_else(|| str_at(record, "/deployment/task"))
+        .and_then(crate::decoders::util::deploy_strategy_word)
+        .map(str::to_owned)
 }
 
 /// A review of a gated environment was requested, approved or rejected.
