@@ -24,7 +24,7 @@ pub mod source;
 pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetterStore};
 pub use decoders::{DecodeOutput, Decoder, Format, Input, Position};
 pub use lake::{CommitReport, LakeWriter};
-pub use pipeline::{FormatTotals, Ingestor, IngestSummary};
+pub use pipeline::{FormatTotals, IngestSummary, Ingestor};
 pub use redact::Redactor;
 
 /// Errors of the ingest side.

@@ -7,11 +7,11 @@ use std::path::Path;
 
 use pipewatch_schema::Event;
 
+use crate::IngestError;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
 use crate::decoders::{self, Format, Input};
 use crate::lake::LakeWriter;
 use crate::redact::Redactor;
-use crate::IngestError;
 
 /// Events held in memory before a commit.
 pub const DEFAULT_BATCH_EVENTS: usize = 100_000;

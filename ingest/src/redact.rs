@@ -280,8 +280,12 @@ mod tests {
     fn known_credential_shapes_are_replaced_and_correlate() {
         let r = redactor();
         let token = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
-        let a = r.redact_text(&format!("cloned with {token}")).expect("redacted");
-        let b = r.redact_text(&format!("token {token} again")).expect("redacted");
+        let a = r
+            .redact_text(&format!("cloned with {token}"))
+            .expect("redacted");
+        let b = r
+            .redact_text(&format!("token {token} again"))
+            .expect("redacted");
         assert!(!a.contains(token) && !b.contains(token));
         let tag = a.split_whitespace().last().expect("tag").to_owned();
         assert!(tag.starts_with("redacted:github_token:"));

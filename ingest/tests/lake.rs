@@ -15,7 +15,14 @@ fn event(i: i64, category: Category) -> Event {
         .timestamp_opt(1_760_000_000 + ((i * 7919) % 100) * 1800, 0)
         .single()
         .expect("time");
-    Event::new("test", format!("n-{i}"), time, category, "x", serde_json::json!({"i": i}))
+    Event::new(
+        "test",
+        format!("n-{i}"),
+        time,
+        category,
+        "x",
+        serde_json::json!({"i": i}),
+    )
 }
 
 fn parquet_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
@@ -34,14 +41,26 @@ fn events_land_in_category_and_day_partitions_sorted_by_time() {
     let dir = tempfile::tempdir().expect("temp dir");
     let mut lake = LakeWriter::open(dir.path()).expect("lake");
     let events: Vec<Event> = (0..100)
-        .map(|i| event(i, if i % 2 == 0 { Category::PipelineJob } else { Category::SecretAccess }))
+        .map(|i| {
+            event(
+                i,
+                if i % 2 == 0 {
+                    Category::PipelineJob
+                } else {
+                    Category::SecretAccess
+                },
+            )
+        })
         .collect();
     let report = lake.commit(events).expect("commit");
     assert_eq!(report.written, 100);
     assert_eq!(report.duplicates, 0);
     for relative in &report.files {
         let parsed = DataFilePath::parse(relative).expect("lake path");
-        assert!(matches!(parsed.partition.category, Category::PipelineJob | Category::SecretAccess));
+        assert!(matches!(
+            parsed.partition.category,
+            Category::PipelineJob | Category::SecretAccess
+        ));
     }
     for path in parquet_files(dir.path()) {
         let reader = SerializedFileReader::new(File::open(&path).expect("open")).expect("parquet");
@@ -53,7 +72,10 @@ fn events_land_in_category_and_day_partitions_sorted_by_time() {
             .find(|c| c.column_path().string() == "event_id")
             .expect("event_id column");
         assert!(matches!(id.compression(), Compression::ZSTD(_)));
-        assert!(id.bloom_filter_offset().is_some(), "bloom filter on event_id");
+        assert!(
+            id.bloom_filter_offset().is_some(),
+            "bloom filter on event_id"
+        );
         assert!(row_group.sorting_columns().is_some(), "declared sort order");
         // Times inside the file are ascending.
         let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -79,7 +101,10 @@ fn events_land_in_category_and_day_partitions_sorted_by_time() {
 fn replaying_the_same_events_stores_nothing_twice() {
     let dir = tempfile::tempdir().expect("temp dir");
     let events: Vec<Event> = (0..50).map(|i| event(i, Category::Deployment)).collect();
-    let first = LakeWriter::open(dir.path()).expect("lake").commit(events.clone()).expect("commit");
+    let first = LakeWriter::open(dir.path())
+        .expect("lake")
+        .commit(events.clone())
+        .expect("commit");
     assert_eq!(first.written, 50);
     let files_before = parquet_files(dir.path());
 
@@ -87,7 +112,10 @@ fn replaying_the_same_events_stores_nothing_twice() {
     let mut again = events.clone();
     again.extend(events.iter().take(5).cloned()); // repeated inside one batch too
     again.push(event(1000, Category::Deployment));
-    let second = LakeWriter::open(dir.path()).expect("lake").commit(again).expect("commit");
+    let second = LakeWriter::open(dir.path())
+        .expect("lake")
+        .commit(again)
+        .expect("commit");
     assert_eq!(second.written, 1);
     assert_eq!(second.duplicates, 55);
     assert_eq!(parquet_files(dir.path()).len(), files_before.len() + 1);
@@ -100,7 +128,10 @@ fn leftovers_of_an_interrupted_write_are_removed_at_open() {
         .expect("lake")
         .commit(vec![event(1, Category::Auth)])
         .expect("commit");
-    let partition = parquet_files(dir.path())[0].parent().expect("partition").to_owned();
+    let partition = parquet_files(dir.path())[0]
+        .parent()
+        .expect("partition")
+        .to_owned();
     let leftover = partition.join("123-abc.parquet.inprogress");
     std::fs::write(&leftover, b"PAR1 half a file").expect("write leftover");
     LakeWriter::open(dir.path()).expect("reopen");

@@ -32,7 +32,10 @@ fn secret(rng: &mut StdRng, i: usize) -> (String, String) {
     match i % 10 {
         0 => {
             let s = format!("ghp_{}", pick(rng, ALNUM, 36));
-            (s.clone(), format!("git clone https://x-access-token:{s}@github.com/acme/api"))
+            (
+                s.clone(),
+                format!("git clone https://x-access-token:{s}@github.com/acme/api"),
+            )
         }
         1 => {
             let s = format!("github_pat_{}", pick(rng, ALNUM, 60));
@@ -88,7 +91,10 @@ fn secret(rng: &mut StdRng, i: usize) -> (String, String) {
 }
 
 fn event_with(i: usize, hidden: &str, secret: &str) -> Event {
-    let time = Utc.timestamp_opt(1_760_000_000 + i as i64 * 60, 0).single().expect("time");
+    let time = Utc
+        .timestamp_opt(1_760_000_000 + i as i64 * 60, 0)
+        .single()
+        .expect("time");
     // Every kind of field carries the secret somewhere across the 1,000 events.
     let raw = match i % 4 {
         0 => serde_json::json!({"step": {"run": hidden}}),
@@ -96,7 +102,14 @@ fn event_with(i: usize, hidden: &str, secret: &str) -> Event {
         2 => serde_json::json!({"inputs": {"password": secret}}),
         _ => serde_json::json!({ hidden: "value in a key" }),
     };
-    let mut e = Event::new("test", format!("id-{i}"), time, Category::PipelineJob, "job.completed", raw);
+    let mut e = Event::new(
+        "test",
+        format!("id-{i}"),
+        time,
+        Category::PipelineJob,
+        "job.completed",
+        raw,
+    );
     let text = hidden.to_owned();
     match i % 8 {
         0 => e.message = Some(text),
@@ -119,10 +132,11 @@ fn parquet_strings(dir: &Path) -> Vec<String> {
         if entry.path().extension().is_none_or(|x| x != "parquet") {
             continue;
         }
-        let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(entry.path()).expect("open"))
-            .expect("parquet")
-            .build()
-            .expect("reader");
+        let reader =
+            ParquetRecordBatchReaderBuilder::try_new(File::open(entry.path()).expect("open"))
+                .expect("parquet")
+                .build()
+                .expect("reader");
         for batch in reader {
             let batch = batch.expect("batch");
             for column in batch.columns() {
@@ -170,29 +184,52 @@ fn a_thousand_secrets_never_reach_the_data_directory() {
         }
         secrets.push(secret);
     }
-    LakeWriter::open(dir.path()).expect("lake").commit(events).expect("commit");
-    DeadLetterStore::open(dir.path()).store(&letters).expect("dead letters");
+    LakeWriter::open(dir.path())
+        .expect("lake")
+        .commit(events)
+        .expect("commit");
+    DeadLetterStore::open(dir.path())
+        .store(&letters)
+        .expect("dead letters");
 
     let cells = parquet_strings(dir.path());
-    assert!(cells.len() >= 8_000, "the lake holds the events ({} cells)", cells.len());
+    assert!(
+        cells.len() >= 8_000,
+        "the lake holds the events ({} cells)",
+        cells.len()
+    );
     let mut other_files = String::new();
     for entry in walkdir::WalkDir::new(dir.path()) {
         let entry = entry.expect("walk");
         if entry.file_type().is_file() && entry.path().extension().is_none_or(|x| x != "parquet") {
-            other_files.push_str(&String::from_utf8_lossy(&std::fs::read(entry.path()).expect("read")));
+            other_files.push_str(&String::from_utf8_lossy(
+                &std::fs::read(entry.path()).expect("read"),
+            ));
         }
     }
-    assert!(other_files.contains("invalid JSON near"), "dead letters were stored");
+    assert!(
+        other_files.contains("invalid JSON near"),
+        "dead letters were stored"
+    );
 
     let mut leaked = Vec::new();
     for secret in &secrets {
         // Long secrets are checked by a distinctive slice too, so a partial leak fails.
-        let probe = if secret.len() > 48 { &secret[secret.len() - 32..] } else { secret.as_str() };
+        let probe = if secret.len() > 48 {
+            &secret[secret.len() - 32..]
+        } else {
+            secret.as_str()
+        };
         if cells.iter().any(|c| c.contains(probe)) || other_files.contains(probe) {
             leaked.push(secret.clone());
         }
     }
-    assert!(leaked.is_empty(), "{} secrets leaked, e.g. {:?}", leaked.len(), leaked.first());
+    assert!(
+        leaked.is_empty(),
+        "{} secrets leaked, e.g. {:?}",
+        leaked.len(),
+        leaked.first()
+    );
 
     // Equal secrets still correlate: a secret hidden in a text column and in a
     // secret-named raw field gets the same keyed hash in both places.
@@ -207,7 +244,11 @@ fn a_thousand_secrets_never_reach_the_data_directory() {
     let (s, hidden) = secret(&mut StdRng::seed_from_u64(1), 0);
     let mut twice = event_with(2, &hidden, &s);
     redactor.redact_event(&mut twice);
-    let in_column = twice.target_name.as_deref().and_then(hash_of).expect("column redacted");
+    let in_column = twice
+        .target_name
+        .as_deref()
+        .and_then(hash_of)
+        .expect("column redacted");
     let in_raw = hash_of(&twice.raw.to_string()).expect("raw redacted");
     assert_eq!(in_column, in_raw);
     assert!(cells.iter().any(|c| c.contains("redacted:github_token:")));
@@ -222,12 +263,29 @@ fn ordinary_identifiers_are_almost_never_redacted() {
     for _ in 0..3000 {
         samples.push(pick(&mut rng, hex, 40)); // git SHA
         let u = pick(&mut rng, hex, 32);
-        samples.push(format!("{}-{}-{}-{}-{}", &u[..8], &u[8..12], &u[12..16], &u[16..20], &u[20..]));
+        samples.push(format!(
+            "{}-{}-{}-{}-{}",
+            &u[..8],
+            &u[8..12],
+            &u[12..16],
+            &u[16..20],
+            &u[20..]
+        ));
         samples.push(format!("{}==", pick(&mut rng, BASE64, 30))); // ordinary base64 blob
         samples.push(format!("sha256:{}", pick(&mut rng, hex, 64))); // image digest
     }
-    let redacted = samples.iter().filter(|s| redactor.redact_text(s).is_some()).count();
+    let redacted = samples
+        .iter()
+        .filter(|s| redactor.redact_text(s).is_some())
+        .count();
     let rate = redacted as f64 / samples.len() as f64;
-    println!("false-positive rate: {redacted}/{} = {rate:.5}", samples.len());
-    assert!(rate <= 0.001, "false-positive rate {rate} over {} samples", samples.len());
+    println!(
+        "false-positive rate: {redacted}/{} = {rate:.5}",
+        samples.len()
+    );
+    assert!(
+        rate <= 0.001,
+        "false-positive rate {rate} over {} samples",
+        samples.len()
+    );
 }

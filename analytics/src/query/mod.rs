@@ -14,7 +14,9 @@ use datafusion::arrow::record_batch::RecordBatch;
 use datafusion::datasource::MemTable;
 use datafusion::datasource::file_format::json::JsonFormat;
 use datafusion::datasource::file_format::parquet::ParquetFormat;
-use datafusion::datasource::listing::{ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl};
+use datafusion::datasource::listing::{
+    ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
+};
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
@@ -103,7 +105,9 @@ impl QueryService {
         };
         let runtime = RuntimeEnvBuilder::new()
             .with_memory_limit(limits.memory_bytes, 1.0)
-            .with_disk_manager_builder(DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled))
+            .with_disk_manager_builder(
+                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+            )
             .build_arc()
             .map_err(|e| lake_error(e.to_string()))?;
         let mut config = SessionConfig::new()
@@ -173,7 +177,10 @@ impl QueryService {
                 .map_err(|e| classify(e, limits))?;
             let schema: datafusion::arrow::datatypes::SchemaRef =
                 Arc::new(frame.schema().as_arrow().clone());
-            let mut stream = frame.execute_stream().await.map_err(|e| classify(e, limits))?;
+            let mut stream = frame
+                .execute_stream()
+                .await
+                .map_err(|e| classify(e, limits))?;
             let mut batches = Vec::new();
             let mut rows = 0usize;
             while let Some(batch) = stream.next().await {
@@ -197,10 +204,7 @@ impl QueryService {
 }
 
 /// The dead-letter store as a table, empty when nothing was dead-lettered.
-fn register_dead_letters(
-    ctx: &SessionContext,
-    data_dir: &Path,
-) -> datafusion::error::Result<()> {
+fn register_dead_letters(ctx: &SessionContext, data_dir: &Path) -> datafusion::error::Result<()> {
     let dir = data_dir.join(pipewatch_schema::DEAD_LETTER_DIR);
     let schema = pipewatch_schema::tables::dead_letter_schema();
     let has_files = std::fs::read_dir(&dir).is_ok_and(|entries| {
@@ -214,7 +218,8 @@ fn register_dead_letters(
         return Ok(());
     }
     let url = ListingTableUrl::parse(format!("{}/", dir.display()))?;
-    let options = ListingOptions::new(Arc::new(JsonFormat::default())).with_file_extension(".ndjson");
+    let options =
+        ListingOptions::new(Arc::new(JsonFormat::default())).with_file_extension(".ndjson");
     let config = ListingTableConfig::new(url)
         .with_listing_options(options)
         .with_schema(schema);
@@ -303,7 +308,10 @@ mod tests {
             );
         }
         assert!(!outside.exists(), "COPY must not have written anything");
-        let error = service.query("DROP VIEW pipeline_runs").await.expect_err("refused");
+        let error = service
+            .query("DROP VIEW pipeline_runs")
+            .await
+            .expect_err("refused");
         assert!(error.to_string().contains("read-only"), "{error}");
         // The views are still there.
         service
@@ -387,6 +395,9 @@ mod tests {
             .expect("runs");
         let text = render(&out, OutputFormat::Json).expect("renders");
         let rows: serde_json::Value = serde_json::from_str(&text).expect("json");
-        assert_eq!(rows, serde_json::json!([{"name": "a", "labels": ["x", "y"]}]));
+        assert_eq!(
+            rows,
+            serde_json::json!([{"name": "a", "labels": ["x", "y"]}])
+        );
     }
 }

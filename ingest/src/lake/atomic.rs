@@ -37,7 +37,8 @@ pub(crate) fn commit_with(
     let mut file = File::create(&temporary).map_err(|e| IngestError::io(&temporary, e))?;
     write(&mut file)?;
     file.flush().map_err(|e| IngestError::io(&temporary, e))?;
-    file.sync_all().map_err(|e| IngestError::io(&temporary, e))?;
+    file.sync_all()
+        .map_err(|e| IngestError::io(&temporary, e))?;
     drop(file);
     std::fs::rename(&temporary, target).map_err(|e| IngestError::io(target, e))?;
     sync_dir(dir)
@@ -46,7 +47,8 @@ pub(crate) fn commit_with(
 /// Writes bytes to `target` atomically.
 pub fn atomic_write(target: &Path, bytes: &[u8]) -> Result<(), IngestError> {
     commit_with(target, |file| {
-        file.write_all(bytes).map_err(|e| IngestError::io(target, e))
+        file.write_all(bytes)
+            .map_err(|e| IngestError::io(target, e))
     })
 }
 

@@ -53,7 +53,8 @@ fn read_partition_ids(dir: &Path) -> Result<HashSet<String>, IngestError> {
 
 fn read_file_ids(path: &Path, ids: &mut HashSet<String>) -> Result<(), IngestError> {
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
-    let parquet = |e: parquet::errors::ParquetError| IngestError::Parquet(format!("{}: {e}", path.display()));
+    let parquet =
+        |e: parquet::errors::ParquetError| IngestError::Parquet(format!("{}: {e}", path.display()));
     let builder = ParquetRecordBatchReaderBuilder::try_new(file).map_err(parquet)?;
     let mask = ProjectionMask::columns(builder.parquet_schema(), ["event_id"]);
     let reader = builder.with_projection(mask).build().map_err(parquet)?;

@@ -7,8 +7,8 @@ use std::path::{Path, PathBuf};
 
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
-use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use parquet::file::metadata::SortingColumn;
+use parquet::file::properties::{EnabledStatistics, WriterProperties};
 use pipewatch_schema::{DataFilePath, Event, EventBatchBuilder, PartitionPath, file_schema};
 use sha2::{Digest, Sha256};
 
@@ -35,7 +35,12 @@ pub fn writer_properties() -> WriterProperties {
             nulls_first: false,
         }]))
         .set_created_by(concat!("pipewatch ", env!("CARGO_PKG_VERSION")).to_owned());
-    for id_column in ["event_id", "source_event_id", "cicd_pipeline_run_id", "trace_id"] {
+    for id_column in [
+        "event_id",
+        "source_event_id",
+        "cicd_pipeline_run_id",
+        "trace_id",
+    ] {
         builder = builder
             .set_column_bloom_filter_enabled(id_column.into(), true)
             .set_column_bloom_filter_fpp(id_column.into(), 0.01);
@@ -140,47 +145,45 @@ impl LakeWriter {
         }
         Ok(report)
     }
-
 }
 
 fn write_partition(
-        root: &Path,
-        properties: &WriterProperties,
-        partition: PartitionPath,
-        events: &[Event],
-    ) -> Result<String, IngestError> {
-        let mut hasher = Sha256::new();
-        for event in events {
-            hasher.update(event.event_id.as_str().as_bytes());
-        }
-        let digest = hex::encode(&hasher.finalize()[..12]);
-        let first = events
-            .first()
-            .map(|e| e.event_time.format("%H%M%S").to_string())
-            .unwrap_or_default();
-        let path = DataFilePath::new(partition, format!("{first}-{digest}"))?;
-        let target = root.join(path.relative());
-
-        let mut builder = EventBatchBuilder::new();
-        let mut batches = Vec::with_capacity(events.len() / ROW_GROUP_ROWS + 1);
-        for chunk in events.chunks(ROW_GROUP_ROWS) {
-            for event in chunk {
-                builder.append(event)?;
-            }
-            batches.push(builder.finish()?);
-        }
-        commit_with(&target, |file| {
-            let parquet = |e: parquet::errors::ParquetError| {
-                IngestError::Parquet(format!("{}: {e}", target.display()))
-            };
-            let mut writer =
-                ArrowWriter::try_new(&mut *file, file_schema(), Some(properties.clone()))
-                    .map_err(parquet)?;
-            for batch in &batches {
-                writer.write(batch).map_err(parquet)?;
-            }
-            writer.close().map_err(parquet)?;
-            Ok(())
-        })?;
-        Ok(path.relative())
+    root: &Path,
+    properties: &WriterProperties,
+    partition: PartitionPath,
+    events: &[Event],
+) -> Result<String, IngestError> {
+    let mut hasher = Sha256::new();
+    for event in events {
+        hasher.update(event.event_id.as_str().as_bytes());
     }
+    let digest = hex::encode(&hasher.finalize()[..12]);
+    let first = events
+        .first()
+        .map(|e| e.event_time.format("%H%M%S").to_string())
+        .unwrap_or_default();
+    let path = DataFilePath::new(partition, format!("{first}-{digest}"))?;
+    let target = root.join(path.relative());
+
+    let mut builder = EventBatchBuilder::new();
+    let mut batches = Vec::with_capacity(events.len() / ROW_GROUP_ROWS + 1);
+    for chunk in events.chunks(ROW_GROUP_ROWS) {
+        for event in chunk {
+            builder.append(event)?;
+        }
+        batches.push(builder.finish()?);
+    }
+    commit_with(&target, |file| {
+        let parquet = |e: parquet::errors::ParquetError| {
+            IngestError::Parquet(format!("{}: {e}", target.display()))
+        };
+        let mut writer = ArrowWriter::try_new(&mut *file, file_schema(), Some(properties.clone()))
+            .map_err(parquet)?;
+        for batch in &batches {
+            writer.write(batch).map_err(parquet)?;
+        }
+        writer.close().map_err(parquet)?;
+        Ok(())
+    })?;
+    Ok(path.relative())
+}

@@ -1,0 +1,605 @@
+//! OpenTelemetry traces carrying CI/CD spans: OTLP/JSON, its YAML twin (the
+//! Collector's golden files), OTLP/protobuf, and Node `ConsoleSpanExporter`
+//! dumps. Pipeline-run and job spans become rows, client calls inside a CI
+//! trace become egress rows; steps and non-CI spans are dropped and counted.
+//!
+//! Specifications: OTLP <https://opentelemetry.io/docs/specs/otlp/> and the
+//! CI/CD semantic conventions <https://opentelemetry.io/docs/specs/semconv/cicd/>.
+
+mod console;
+mod mapping;
+mod proto;
+mod span;
+
+use std::collections::{HashMap, HashSet};
+
+use pipewatch_schema::{Category, Event};
+use serde_json::Value;
+
+use self::mapping::{Role, SpanIndex};
+use self::span::{BadSpan, SpanRecord};
+use super::{DecodeOutput, Decoder, Format, Input, Position, framing};
+use crate::dead_letter::DeadLetterReason;
+
+/// The OTLP decoder.
+#[derive(Debug)]
+pub(crate) struct Otlp;
+
+pub(crate) static DECODER: Otlp = Otlp;
+
+const FORMAT: Format = Format::Otlp;
+
+impl Decoder for Otlp {
+    fn sniff(&self, record: &Value) -> bool {
+        let Some(object) = record.as_object() else {
+            return false;
+        };
+        if object.get("resourceSpans").is_some_and(Value::is_array) {
+            return true;
+        }
+        // One span of a console dump (see `console_dump_first_record`).
+        object.get("traceId").is_some_and(Value::is_string)
+            && (object.contains_key("id") || object.contains_key("spanContext"))
+            && ["instrumentationScope", "instrumentationLibrary", "resource"]
+                .iter()
+                .any(|k| object.contains_key(*k))
+    }
+
+    fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
+        let mut spans = Vec::new();
+        let mut bad = Vec::new();
+        match encoding(input.bytes) {
+            Encoding::Json => requests(
+                framing::json_records(input.bytes),
+                input,
+                out,
+                &mut spans,
+                &mut bad,
+            ),
+            Encoding::Yaml => requests(
+                framing::yaml_documents(input.bytes),
+                input,
+                out,
+                &mut spans,
+                &mut bad,
+            ),
+            Encoding::Console => console_spans(input, out, &mut spans, &mut bad),
+            Encoding::Protobuf => match proto::decode(input.bytes) {
+                Ok(request) => {
+                    span::from_request(&request, Position::Whole, &mut 0, &mut spans, &mut bad);
+                }
+                Err(detail) => out.reject(
+                    FORMAT,
+                    input,
+                    Position::Offset(0),
+                    DeadLetterReason::Syntax,
+                    detail,
+                    input.bytes,
+                ),
+            },
+        }
+        for b in bad {
+            out.reject(FORMAT, input, b.position, b.reason, b.detail, input.bytes);
+        }
+        map_spans(&spans, input, out);
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Encoding {
+    Json,
+    Yaml,
+    Console,
+    Protobuf,
+}
+
+/// Text inputs are JSON, a console dump or YAML; anything that is not
+/// printable UTF-8 is read as protobuf, whose length bytes are control bytes.
+fn encoding(bytes: &[u8]) -> Encoding {
+    let Ok(text) = std::str::from_utf8(bytes) else {
+        return Encoding::Protobuf;
+    };
+    if text
+        .chars()
+        .any(|c| c.is_control() && !matches!(c, '\n' | '\r' | '\t'))
+    {
+        return Encoding::Protobuf;
+    }
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    if console::looks_like_dump(text) {
+        Encoding::Console
+    } else if text.starts_with(['{', '[']) {
+        Encoding::Json
+    } else {
+        Encoding::Yaml
+    }
+}
+
+/// Reads framed `ExportTraceServiceRequest` documents (JSON or YAML).
+fn requests(
+    framed: Vec<framing::Framed<'_>>,
+    input: &Input<'_>,
+    out: &mut DecodeOutput,
+    spans: &mut Vec<SpanRecord>,
+    bad: &mut Vec<BadSpan>,
+) {
+    let mut group = 0;
+    for record in framed {
+        match record.parsed {
+            Err(detail) => out.reject(
+                FORMAT,
+                input,
+                record.position,
+                DeadLetterReason::Syntax,
+                detail,
+                record.bytes,
+            ),
+            Ok(value) if value.get("resourceSpans").is_some_and(Value::is_array) => {
+                span::from_request(&value, record.position, &mut group, spans, bad);
+            }
+            Ok(_) => out.reject(
+                FORMAT,
+                input,
+                record.position,
+                DeadLetterReason::UnknownShape,
+                "record has no resourceSpans array: not an OTLP ExportTraceServiceRequest",
+                record.bytes,
+            ),
+        }
+    }
+}
+
+/// Reads a console dump, one top-level object at a time.
+fn console_spans(
+    input: &Input<'_>,
+    out: &mut DecodeOutput,
+    spans: &mut Vec<SpanRecord>,
+    bad: &mut Vec<BadSpan>,
+) {
+    let Ok(text) = std::str::from_utf8(input.bytes) else {
+        return;
+    };
+    let text = text.trim_start_matches('\u{feff}');
+    let body = text.trim_start();
+    let skipped_lines = text.len() - body.len();
+    let line_offset = text
+        .get(..skipped_lines)
+        .map_or(0, |t| t.matches('\n').count());
+    // Spans of one dump repeat their resource; equal resources share a group.
+    let mut groups: HashMap<String, usize> = HashMap::new();
+    for chunk in console::chunks(body) {
+        let position = Position::Line(chunk.line + line_offset);
+        let object = match console::parse_object(chunk.text) {
+            Ok(object) => object,
+            Err(detail) => {
+                out.reject(
+                    FORMAT,
+                    input,
+                    position,
+                    DeadLetterReason::Syntax,
+                    format!("console span dump: {detail}"),
+                    chunk.text.as_bytes(),
+                );
+                continue;
+            }
+        };
+        let key = object
+            .get("resource")
+            .map(Value::to_string)
+            .unwrap_or_default();
+        let next = groups.len();
+        let group = *groups.entry(key).or_insert(next);
+        match span::from_console(&object, group, position) {
+            Ok(record) => spans.push(record),
+            Err((reason, detail)) => bad.push(BadSpan {
+                position,
+                reason,
+                detail: format!("console span: {detail}"),
+            }),
+        }
+    }
+}
+
+/// Turns classified spans into rows, links jobs to runs and egress to jobs,
+/// and reports inputs that held spans but nothing CI/CD.
+fn map_spans(spans: &[SpanRecord], input: &Input<'_>, out: &mut DecodeOutput) {
+    let roles = mapping::roles(spans);
+    let index = SpanIndex::new(spans);
+    let mut seen = HashSet::new();
+    let mut events: Vec<Option<Event>> = Vec::with_capacity(spans.len());
+    for (span, role) in spans.iter().zip(&roles) {
+        let first = seen.insert((span.trace_id.as_str(), span.span_id.as_str()));
+        let event = if first {
+            mapping::event(span, *role, FORMAT.name())
+        } else {
+            None
+        };
+        let event = match event {
+            Some(e) => Some(e),
+            None if first && matches!(role, Role::Run | Role::Job | Role::Egress) => {
+                // No start or end time: fall back to when the input was observed.
+                match input.observed_at {
+                    Some(at) => mapping::event_at(span, *role, FORMAT.name(), at),
+                    None => {
+                        out.reject(
+                            FORMAT,
+                            input,
+                            span.position,
+                            DeadLetterReason::MissingField,
+                            format!(
+                                "span {}:{} has no start or end time and the input no observed time",
+                                span.trace_id, span.span_id
+                            ),
+                            span.raw.to_string().as_bytes(),
+                        );
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        events.push(event);
+    }
+
+    // Queue spans give their parent job its wait.
+    for (i, span) in spans.iter().enumerate() {
+        if roles.get(i) != Some(&Role::Queue) {
+            continue;
+        }
+        if let Some(parent) = index.ancestors(spans, i).next()
+            && let Some(Some(job)) = events.get_mut(parent)
+            && job.category == Category::PipelineJob
+            && job.queue_ms.is_none()
+        {
+            job.queue_ms = mapping::queue_ms(span);
+        }
+    }
+
+    // The run of each trace, for children whose ancestor chain is incomplete.
+    let mut run_of_trace: HashMap<&str, usize> = HashMap::new();
+    for (i, span) in spans.iter().enumerate() {
+        if matches!(events.get(i), Some(Some(e)) if e.category == Category::PipelineRun) {
+            run_of_trace.entry(span.trace_id.as_str()).or_insert(i);
+        }
+    }
+    for pass in [Category::PipelineJob, Category::Egress] {
+        for i in 0..spans.len() {
+            let Some(Some(child)) = events.get_mut(i).map(Option::take) else {
+                continue;
+            };
+            let mut child = child;
+            if child.category == pass {
+                let ancestors: Vec<usize> = index.ancestors(spans, i).collect();
+                let job = ancestors.iter().copied().find(|a| {
+                    matches!(events.get(*a), Some(Some(e)) if e.category == Category::PipelineJob)
+                });
+                let run = ancestors
+                    .iter()
+                    .copied()
+                    .find(|a| matches!(events.get(*a), Some(Some(e)) if e.category == Category::PipelineRun))
+                    .or_else(|| spans.get(i).and_then(|s| run_of_trace.get(s.trace_id.as_str()).copied()));
+                for parent in [job, run].into_iter().flatten() {
+                    if let Some(Some(parent)) = events.get(parent) {
+                        mapping::inherit(&mut child, parent);
+                    }
+                }
+            }
+            if let Some(slot) = events.get_mut(i) {
+                *slot = Some(child);
+            }
+        }
+    }
+
+    let count = |role: Role| roles.iter().filter(|r| **r == role).count();
+    let (steps, queues, other) = (count(Role::Step), count(Role::Queue), count(Role::Other));
+    if !spans.is_empty() && other == spans.len() {
+        out.reject(
+            FORMAT,
+            input,
+            Position::Whole,
+            DeadLetterReason::UnknownShape,
+            format!(
+                "{} span(s), none of them CI/CD: no cicd.pipeline.*, ci.pipeline.* or github.job.* \
+                 attribute on a span or its resource; non-CI traces are not stored",
+                spans.len()
+            ),
+            input.bytes,
+        );
+        return;
+    }
+    tracing::debug!(
+        origin = input.origin,
+        steps,
+        queues,
+        non_cicd = other,
+        "otlp: spans not stored as rows"
+    );
+    out.events.extend(events.into_iter().flatten());
+}
+
+/// The first span object of a Node `ConsoleSpanExporter` dump, for format
+/// detection; `None` when the text is not such a dump.
+pub(crate) fn console_dump_first_record(body: &[u8]) -> Option<Value> {
+    let text = std::str::from_utf8(body).ok()?;
+    let text = text.trim_start_matches('\u{feff}').trim_start();
+    if !console::looks_like_dump(text) {
+        return None;
+    }
+    let first = console::chunks(text).into_iter().next()?;
+    console::parse_object(first.text)
+        .ok()
+        .filter(Value::is_object)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pipewatch_schema::RunnerHosting;
+    use serde_json::json;
+
+    const TRACE: &str = "0af7651916cd43dd8448eb211c80319c";
+
+    fn kv(key: &str, value: Value) -> Value {
+        let any = match value {
+            Value::String(s) => json!({ "stringValue": s }),
+            Value::Bool(b) => json!({ "boolValue": b }),
+            Value::Number(n) if n.is_i64() => json!({ "intValue": n.to_string() }),
+            other => json!({ "doubleValue": other }),
+        };
+        json!({ "key": key, "value": any })
+    }
+
+    fn span(id: &str, parent: Option<&str>, kind: i64, attrs: Vec<Value>) -> Value {
+        json!({
+            "traceId": TRACE, "spanId": id, "parentSpanId": parent.unwrap_or(""),
+            "name": format!("span {id}"), "kind": kind,
+            "startTimeUnixNano": "1700000000000000000", "endTimeUnixNano": 1_700_000_060_000_000_000_u64,
+            "attributes": attrs, "status": { "code": 1 }
+        })
+    }
+
+    fn decode_bytes(bytes: &[u8], observed: bool) -> DecodeOutput {
+        let mut input = Input::new("test", bytes);
+        if observed {
+            input.observed_at = Some(chrono::DateTime::UNIX_EPOCH);
+        }
+        let mut out = DecodeOutput::default();
+        DECODER.decode(&input, &mut out);
+        out
+    }
+
+    fn request(spans: Vec<Value>) -> Vec<u8> {
+        let body = json!({ "resourceSpans": [{
+            "resource": { "attributes": [kv("service.name", json!("ci"))] },
+            "scopeSpans": [{ "scope": {}, "spans": spans }]
+        }]});
+        body.to_string().into_bytes()
+    }
+
+    #[test]
+    fn runs_jobs_and_egress_become_rows_and_steps_do_not() {
+        let bytes = request(vec![
+            span(
+                "00000000000000a1",
+                None,
+                2,
+                vec![
+                    kv("cicd.pipeline.name", json!("release")),
+                    kv("cicd.pipeline.run.id", json!(42)),
+                    kv("cicd.pipeline.result", json!("cancellation")),
+                    kv(
+                        "vcs.repository.url.full",
+                        json!("https://github.com/acme/app.git"),
+                    ),
+                ],
+            ),
+            span(
+                "00000000000000b2",
+                Some("00000000000000a1"),
+                1,
+                vec![
+                    kv("cicd.pipeline.task.name", json!("build")),
+                    kv("cicd.pipeline.task.run.id", json!(7)),
+                    kv("process.cpu.time", json!(12.5)),
+                    kv("cicd.worker.name", json!("runner-1")),
+                ],
+            ),
+            span(
+                "00000000000000c3",
+                Some("00000000000000b2"),
+                1,
+                vec![kv("github.job.step.name", json!("checkout"))],
+            ),
+            span(
+                "00000000000000d4",
+                Some("00000000000000c3"),
+                3,
+                vec![
+                    kv("url.full", json!("https://evil.example/upload")),
+                    kv("http.request.method", json!("POST")),
+                    kv("http.request.body.size", json!(4096)),
+                    kv("http.response.status_code", json!(201)),
+                ],
+            ),
+            json!({ "traceId": "zz", "spanId": "00000000000000e5" }),
+        ]);
+        let out = decode_bytes(&bytes, false);
+        assert_eq!(out.dead_letters.len(), 1, "{:#?}", out.dead_letters);
+        let bad = &out.dead_letters[0];
+        assert_eq!(bad.reason, DeadLetterReason::InvalidValue);
+        assert_eq!(bad.position, Position::Record(4));
+        assert!(bad.detail.contains("spans[4]"), "{}", bad.detail);
+
+        let categories: Vec<Category> = out.events.iter().map(|e| e.category).collect();
+        assert_eq!(
+            categories,
+            [
+                Category::PipelineRun,
+                Category::PipelineJob,
+                Category::Egress
+            ]
+        );
+        let [run, job, egress] = &out.events[..] else {
+            panic!("three rows expected");
+        };
+        assert_eq!(run.outcome, "cancelled");
+        assert_eq!(run.repo.as_deref(), Some("acme/app"));
+        assert_eq!(run.source_event_id, format!("{TRACE}:00000000000000a1"));
+        assert_eq!(job.cpu_seconds, Some(12.5));
+        assert_eq!(job.cicd_pipeline_run_id.as_deref(), Some("42"));
+        assert_eq!(job.cicd_pipeline_name.as_deref(), Some("release"));
+        assert_eq!(egress.action, "egress.http");
+        assert_eq!(egress.outcome, "success");
+        assert_eq!(egress.egress_destination.as_deref(), Some("evil.example"));
+        assert_eq!(egress.egress_bytes, Some(4096));
+        // The egress row names the job that made the call, through the step.
+        assert_eq!(egress.cicd_pipeline_task_name.as_deref(), Some("build"));
+        assert_eq!(egress.cicd_worker_name.as_deref(), Some("runner-1"));
+        assert_eq!(egress.repo.as_deref(), Some("acme/app"));
+    }
+
+    #[test]
+    fn client_spans_outside_ci_traces_are_not_egress() {
+        let bytes = request(vec![span(
+            "00000000000000d4",
+            None,
+            3,
+            vec![kv("server.address", json!("db.internal"))],
+        )]);
+        let out = decode_bytes(&bytes, false);
+        assert!(out.events.is_empty());
+        assert_eq!(out.dead_letters.len(), 1);
+        assert_eq!(out.dead_letters[0].reason, DeadLetterReason::UnknownShape);
+    }
+
+    #[test]
+    fn jenkins_results_map_and_phases_are_not_runs() {
+        let bytes = request(vec![
+            span(
+                "00000000000000a1",
+                None,
+                2,
+                vec![
+                    kv("ci.pipeline.id", json!("team/app")),
+                    kv("ci.pipeline.name", json!("app")),
+                    kv("ci.pipeline.run.number", json!(17)),
+                    kv("ci.pipeline.run.result", json!("UNSTABLE")),
+                    kv("ci.pipeline.run.user", json!("alice")),
+                ],
+            ),
+            span(
+                "00000000000000b2",
+                Some("00000000000000a1"),
+                1,
+                vec![kv("ci.pipeline.id", json!("team/app"))],
+            ),
+        ]);
+        let out = decode_bytes(&bytes, false);
+        assert!(out.dead_letters.is_empty(), "{:#?}", out.dead_letters);
+        assert_eq!(out.events.len(), 1);
+        let run = &out.events[0];
+        assert_eq!(run.outcome, "warning");
+        assert_eq!(run.cicd_pipeline_run_id.as_deref(), Some("team/app#17"));
+        assert_eq!(run.actor.as_deref(), Some("alice"));
+    }
+
+    #[test]
+    fn spans_without_time_need_an_observed_time() {
+        let mut run = span(
+            "00000000000000a1",
+            None,
+            2,
+            vec![kv("cicd.pipeline.run.id", json!(1))],
+        );
+        if let Some(object) = run.as_object_mut() {
+            object.remove("startTimeUnixNano");
+            object.remove("endTimeUnixNano");
+        }
+        let bytes = request(vec![run]);
+        let out = decode_bytes(&bytes, false);
+        assert!(out.events.is_empty());
+        assert_eq!(out.dead_letters[0].reason, DeadLetterReason::MissingField);
+        let out = decode_bytes(&bytes, true);
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(out.events[0].event_time, chrono::DateTime::UNIX_EPOCH);
+    }
+
+    #[test]
+    fn protobuf_requests_decode_with_hex_ids() {
+        use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+        use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+        use prost::Message;
+        let attr = |k: &str, v: any_value::Value| KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(v) }),
+            ..Default::default()
+        };
+        let request = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![0xab; 16],
+                        span_id: vec![0x01; 8],
+                        name: "RUN deploy".into(),
+                        kind: 2,
+                        start_time_unix_nano: 1_700_000_000_000_000_000,
+                        attributes: vec![
+                            attr("cicd.pipeline.run.id", any_value::Value::IntValue(99)),
+                            attr(
+                                "cicd.pipeline.name",
+                                any_value::Value::StringValue("deploy".into()),
+                            ),
+                        ],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        };
+        let bytes = request.encode_to_vec();
+        let out = decode_bytes(&bytes, false);
+        assert!(out.dead_letters.is_empty(), "{:#?}", out.dead_letters);
+        assert_eq!(out.events.len(), 1);
+        assert_eq!(
+            out.events[0].source_event_id,
+            format!("{}:{}", "ab".repeat(16), "01".repeat(8))
+        );
+        assert_eq!(out.events[0].cicd_pipeline_run_id.as_deref(), Some("99"));
+        assert!(
+            crate::decoders::detect(&bytes).is_none(),
+            "binary is never guessed"
+        );
+
+        let out = decode_bytes(b"\x0a\xff\xff\xff\xff\x0f", false);
+        assert_eq!(out.dead_letters[0].reason, DeadLetterReason::Syntax);
+    }
+
+    const DUMP: &str = "{\n  resource: { attributes: { 'service.namespace': 'octo/app' } },\n  instrumentationScope: { name: 'x', version: undefined },\n  traceId: '0af7651916cd43dd8448eb211c80319c',\n  parentSpanContext: undefined,\n  name: 'CI',\n  id: '00000000000000a1',\n  kind: 0,\n  timestamp: 1769641490000000,\n  duration: 40000000,\n  attributes: { 'cicd.pipeline.run.id': 5, 'cicd.pipeline.result': 'success' },\n  status: { code: 1 }\n}\n{\n  traceId: 'broken\n}\n{\n  resource: { attributes: { 'service.namespace': 'octo/app' } },\n  traceId: '0af7651916cd43dd8448eb211c80319c',\n  parentSpanContext: { spanId: '00000000000000a1' },\n  name: 'job',\n  id: '00000000000000b2',\n  kind: 2,\n  timestamp: 1769641491000000,\n  duration: 1000,\n  attributes: { 'cicd.pipeline.task.run.id': 6, 'github.job.labels': 'self-hosted, linux' },\n  status: { code: 2 }\n}\n";
+
+    #[test]
+    fn console_dumps_are_detected_and_decode_around_a_broken_object() {
+        assert_eq!(crate::decoders::detect(DUMP.as_bytes()), Some(Format::Otlp));
+        let out = decode_bytes(DUMP.as_bytes(), false);
+        assert_eq!(out.dead_letters.len(), 1, "{:#?}", out.dead_letters);
+        assert_eq!(out.dead_letters[0].reason, DeadLetterReason::Syntax);
+        assert_eq!(out.dead_letters[0].position, Position::Line(14));
+        let [run, job] = &out.events[..] else {
+            panic!("two rows expected, got {:#?}", out.events);
+        };
+        assert_eq!(run.outcome, "success");
+        assert_eq!(run.duration_ms, Some(40_000));
+        assert_eq!(run.repo.as_deref(), Some("octo/app"));
+        assert_eq!(job.outcome, "failure");
+        assert_eq!(job.cicd_pipeline_run_id.as_deref(), Some("5"));
+        assert_eq!(job.runner_hosting, Some(RunnerHosting::SelfHosted));
+        assert_eq!(job.cicd_worker_labels, ["self-hosted", "linux"]);
+    }
+
+    #[test]
+    fn json_requests_are_detected() {
+        let bytes = request(vec![]);
+        assert_eq!(crate::decoders::detect(&bytes), Some(Format::Otlp));
+        assert!(console_dump_first_record(&bytes).is_none());
+    }
+}

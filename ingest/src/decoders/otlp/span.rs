@@ -1,0 +1,507 @@
+//! The one span representation every OTLP encoding is read into: OTLP/JSON
+//! and its YAML twin (`resourceSpans` tree, `AnyValue` attributes) and the
+//! JS `ConsoleSpanExporter` object (flat attributes, microsecond times).
+
+use std::rc::Rc;
+
+use chrono::{DateTime, TimeZone, Utc};
+use serde_json::{Map, Value, json};
+
+use crate::dead_letter::DeadLetterReason;
+use crate::decoders::Position;
+
+/// Flattened attributes: key -> plain JSON value.
+pub(super) type Attrs = Map<String, Value>;
+
+/// What the span represents, in OTLP proto numbering terms.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Kind {
+    Unspecified,
+    Internal,
+    Server,
+    Client,
+    Producer,
+    Consumer,
+}
+
+impl Kind {
+    /// OTLP proto numbering (0 = unspecified), or the enum name.
+    fn from_otlp(value: Option<&Value>) -> Kind {
+        match value {
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(1) => Kind::Internal,
+                Some(2) => Kind::Server,
+                Some(3) => Kind::Client,
+                Some(4) => Kind::Producer,
+                Some(5) => Kind::Consumer,
+                _ => Kind::Unspecified,
+            },
+            Some(Value::String(s)) => match s.trim_start_matches("SPAN_KIND_") {
+                "INTERNAL" => Kind::Internal,
+                "SERVER" => Kind::Server,
+                "CLIENT" => Kind::Client,
+                "PRODUCER" => Kind::Producer,
+                "CONSUMER" => Kind::Consumer,
+                _ => Kind::Unspecified,
+            },
+            _ => Kind::Unspecified,
+        }
+    }
+
+    /// The JS API enum, which has no "unspecified": INTERNAL is 0.
+    fn from_js(value: Option<&Value>) -> Kind {
+        match value.and_then(Value::as_i64) {
+            Some(0) => Kind::Internal,
+            Some(1) => Kind::Server,
+            Some(2) => Kind::Client,
+            Some(3) => Kind::Producer,
+            Some(4) => Kind::Consumer,
+            _ => Kind::Unspecified,
+        }
+    }
+}
+
+/// Span status code; the numbering is the same in OTLP and the JS API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum StatusCode {
+    Unset,
+    Ok,
+    Error,
+}
+
+impl StatusCode {
+    fn parse(value: Option<&Value>) -> StatusCode {
+        match value {
+            Some(Value::Number(n)) => match n.as_i64() {
+                Some(1) => StatusCode::Ok,
+                Some(2) => StatusCode::Error,
+                _ => StatusCode::Unset,
+            },
+            Some(Value::String(s)) => match s.trim_start_matches("STATUS_CODE_") {
+                "OK" => StatusCode::Ok,
+                "ERROR" => StatusCode::Error,
+                _ => StatusCode::Unset,
+            },
+            _ => StatusCode::Unset,
+        }
+    }
+}
+
+/// One span, whatever encoding it came in.
+#[derive(Debug)]
+pub(super) struct SpanRecord {
+    pub(super) trace_id: String,
+    pub(super) span_id: String,
+    pub(super) parent_span_id: Option<String>,
+    pub(super) name: String,
+    pub(super) kind: Kind,
+    pub(super) start: Option<DateTime<Utc>>,
+    pub(super) end: Option<DateTime<Utc>>,
+    /// Given directly by console dumps; otherwise derived from start and end.
+    pub(super) duration_ms: Option<i64>,
+    pub(super) status: StatusCode,
+    pub(super) status_message: Option<String>,
+    pub(super) attrs: Attrs,
+    pub(super) resource: Rc<Attrs>,
+    /// Spans sharing a resource (one `resourceSpans` entry) share this number.
+    pub(super) resource_group: usize,
+    /// A self-contained native record: a one-span `ResourceSpans`, or the console object.
+    pub(super) raw: Value,
+    /// Where the span sits in the input, for dead letters.
+    pub(super) position: Position,
+}
+
+/// A span that could not be read, with where it sits.
+#[derive(Debug)]
+pub(super) struct BadSpan {
+    pub(super) position: Position,
+    pub(super) reason: DeadLetterReason,
+    pub(super) detail: String,
+}
+
+/// Reads every span of one OTLP/JSON (or YAML) `ExportTraceServiceRequest`.
+/// `next_group` numbers resources across the whole input.
+pub(super) fn from_request(
+    request: &Value,
+    position: Position,
+    next_group: &mut usize,
+    spans: &mut Vec<SpanRecord>,
+    bad: &mut Vec<BadSpan>,
+) {
+    let empty = Vec::new();
+    let resource_spans = request
+        .get("resourceSpans")
+        .and_then(Value::as_array)
+        .unwrap_or(&empty);
+    let mut index = 0usize;
+    for (r, rs) in resource_spans.iter().enumerate() {
+        let group = *next_group;
+        *next_group += 1;
+        let resource_value = rs.get("resource").cloned().unwrap_or_else(|| json!({}));
+        let resource = Rc::new(attributes(resource_value.get("attributes")));
+        // `instrumentationLibrarySpans` is the pre-1.0 name of `scopeSpans`.
+        let scopes = rs
+            .get("scopeSpans")
+            .or_else(|| rs.get("instrumentationLibrarySpans"))
+            .and_then(Value::as_array)
+            .unwrap_or(&empty);
+        for (s, ss) in scopes.iter().enumerate() {
+            let scope = ss
+                .get("scope")
+                .or_else(|| ss.get("instrumentationLibrary"))
+                .cloned()
+                .unwrap_or_else(|| json!({}));
+            let list = ss.get("spans").and_then(Value::as_array).unwrap_or(&empty);
+            for (k, span) in list.iter().enumerate() {
+                let at = match position {
+                    Position::Whole => Position::Record(index),
+                    other => other,
+                };
+                index += 1;
+                let path = format!("resourceSpans[{r}].scopeSpans[{s}].spans[{k}]");
+                let raw = json!({
+                    "resource": resource_value,
+                    "scopeSpans": [{ "scope": scope, "spans": [span] }],
+                });
+                match otlp_span(span, &resource, group, raw, at) {
+                    Ok(record) => spans.push(record),
+                    Err((reason, detail)) => bad.push(BadSpan {
+                        position: at,
+                        reason,
+                        detail: format!("{path}: {detail}"),
+                    }),
+                }
+            }
+        }
+    }
+}
+
+/// Why a span was rejected.
+pub(super) type Problem = (DeadLetterReason, String);
+
+fn otlp_span(
+    span: &Value,
+    resource: &Rc<Attrs>,
+    resource_group: usize,
+    raw: Value,
+    position: Position,
+) -> Result<SpanRecord, Problem> {
+    if !span.is_object() {
+        return Err((
+            DeadLetterReason::UnknownShape,
+            "span is not an object".into(),
+        ));
+    }
+    let trace_id = required_id(span.get("traceId"), "traceId", 16)?;
+    let span_id = required_id(span.get("spanId"), "spanId", 8)?;
+    let parent_span_id = optional_id(span.get("parentSpanId"), "parentSpanId", 8)?;
+    let start = unix_nanos(span.get("startTimeUnixNano"), "startTimeUnixNano")?;
+    let end = unix_nanos(span.get("endTimeUnixNano"), "endTimeUnixNano")?;
+    let status = span.get("status");
+    Ok(SpanRecord {
+        trace_id,
+        span_id,
+        parent_span_id,
+        name: text(span.get("name")).unwrap_or_default(),
+        kind: Kind::from_otlp(span.get("kind")),
+        start,
+        end,
+        duration_ms: None,
+        status: StatusCode::parse(status.and_then(|s| s.get("code"))),
+        status_message: text(status.and_then(|s| s.get("message"))),
+        attrs: attributes(span.get("attributes")),
+        resource: Rc::clone(resource),
+        resource_group,
+        raw,
+        position,
+    })
+}
+
+/// Reads one `ConsoleSpanExporter` object (OpenTelemetry JS 1.x and 2.x field names).
+pub(super) fn from_console(
+    object: &Value,
+    resource_group: usize,
+    position: Position,
+) -> Result<SpanRecord, Problem> {
+    if !object.is_object() {
+        return Err((
+            DeadLetterReason::UnknownShape,
+            "console dump entry is not an object".into(),
+        ));
+    }
+    let context = object.get("spanContext");
+    let trace_id = required_id(
+        object
+            .get("traceId")
+            .or_else(|| context.and_then(|c| c.get("traceId"))),
+        "traceId",
+        16,
+    )?;
+    let span_id = required_id(
+        object
+            .get("id")
+            .or_else(|| context.and_then(|c| c.get("spanId"))),
+        "id",
+        8,
+    )?;
+    let parent = object
+        .get("parentSpanContext")
+        .and_then(|p| p.get("spanId"))
+        .or_else(|| object.get("parentSpanId"))
+        .or_else(|| object.get("parentId"));
+    let parent_span_id = optional_id(parent, "parentSpanContext.spanId", 8)?;
+    let start = match object.get("timestamp") {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(micros(v).ok_or_else(|| {
+            (
+                DeadLetterReason::InvalidValue,
+                format!("timestamp {v} is not epoch microseconds"),
+            )
+        })?),
+    };
+    let duration_us = object.get("duration").and_then(Value::as_f64);
+    let end = match (start, duration_us) {
+        (Some(s), Some(d)) if d >= 0.0 => Some(s + chrono::Duration::microseconds(d as i64)),
+        _ => None,
+    };
+    let status = object.get("status");
+    let resource = object
+        .pointer("/resource/attributes")
+        .and_then(Value::as_object)
+        .cloned()
+        .unwrap_or_default();
+    Ok(SpanRecord {
+        trace_id,
+        span_id,
+        parent_span_id,
+        name: text(object.get("name")).unwrap_or_default(),
+        kind: Kind::from_js(object.get("kind")),
+        start,
+        end,
+        duration_ms: duration_us
+            .filter(|d| *d >= 0.0)
+            .map(|d| (d / 1000.0) as i64),
+        status: StatusCode::parse(status.and_then(|s| s.get("code"))),
+        status_message: text(status.and_then(|s| s.get("message"))),
+        attrs: object
+            .get("attributes")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default(),
+        resource: Rc::new(resource),
+        resource_group,
+        raw: object.clone(),
+        position,
+    })
+}
+
+fn text(value: Option<&Value>) -> Option<String> {
+    value
+        .and_then(Value::as_str)
+        .filter(|s| !s.is_empty())
+        .map(str::to_owned)
+}
+
+/// Flattens an OTLP attribute list (`[{key, value: AnyValue}]`) into a map.
+/// An already-flat object is accepted as is.
+pub(super) fn attributes(list: Option<&Value>) -> Attrs {
+    let mut out = Map::new();
+    match list {
+        Some(Value::Array(items)) => {
+            for item in items {
+                if let Some(key) = item.get("key").and_then(Value::as_str) {
+                    out.insert(key.to_owned(), any_value(item.get("value")));
+                }
+            }
+        }
+        Some(Value::Object(map)) => out.clone_from(map),
+        _ => {}
+    }
+    out
+}
+
+/// An OTLP `AnyValue` as a plain JSON value (int64 strings become numbers).
+fn any_value(value: Option<&Value>) -> Value {
+    let Some(Value::Object(object)) = value else {
+        return value.cloned().unwrap_or(Value::Null);
+    };
+    if let Some(v) = object.get("stringValue") {
+        return v.clone();
+    }
+    if let Some(v) = object.get("boolValue") {
+        return v.clone();
+    }
+    if let Some(v) = object.get("intValue") {
+        return match v {
+            Value::String(s) => s
+                .trim()
+                .parse::<i64>()
+                .map_or_else(|_| v.clone(), Value::from),
+            other => other.clone(),
+        };
+    }
+    if let Some(v) = object.get("doubleValue") {
+        return match v {
+            Value::String(s) => s
+                .trim()
+                .parse::<f64>()
+                .ok()
+                .and_then(serde_json::Number::from_f64)
+                .map_or_else(|| v.clone(), Value::Number),
+            other => other.clone(),
+        };
+    }
+    if let Some(v) = object.get("arrayValue") {
+        let items = v.get("values").and_then(Value::as_array);
+        return Value::Array(
+            items
+                .map(|items| items.iter().map(|i| any_value(Some(i))).collect())
+                .unwrap_or_default(),
+        );
+    }
+    if let Some(v) = object.get("kvlistValue") {
+        return Value::Object(attributes(v.get("values")));
+    }
+    if let Some(v) = object.get("bytesValue") {
+        return v.clone();
+    }
+    Value::Null
+}
+
+fn required_id(value: Option<&Value>, field: &str, bytes: usize) -> Result<String, Problem> {
+    optional_id(value, field, bytes)?.ok_or_else(|| {
+        (
+            DeadLetterReason::MissingField,
+            format!("span has no {field}"),
+        )
+    })
+}
+
+/// A trace or span id as lower-case hex. OTLP/JSON writes hex; some older
+/// exporters wrote the protobuf-JSON default, base64, which is converted.
+fn optional_id(
+    value: Option<&Value>,
+    field: &str,
+    bytes: usize,
+) -> Result<Option<String>, Problem> {
+    let Some(raw) = value.and_then(Value::as_str).map(str::trim) else {
+        return match value {
+            None | Some(Value::Null) => Ok(None),
+            Some(other) => Err((
+                DeadLetterReason::InvalidValue,
+                format!("{field} {other} is not a string"),
+            )),
+        };
+    };
+    if raw.is_empty() {
+        return Ok(None);
+    }
+    if raw.len() == bytes * 2 && raw.bytes().all(|b| b.is_ascii_hexdigit()) {
+        let id = raw.to_ascii_lowercase();
+        return Ok((!id.bytes().all(|b| b == b'0')).then_some(id));
+    }
+    if let Some(decoded) = base64_decode(raw).filter(|d| d.len() == bytes) {
+        return Ok(Some(hex::encode(decoded)));
+    }
+    Err((
+        DeadLetterReason::InvalidValue,
+        format!("{field} {raw:?} is not {bytes} bytes of hex"),
+    ))
+}
+
+fn base64_decode(text: &str) -> Option<Vec<u8>> {
+    let mut bits = 0u32;
+    let mut count = 0u32;
+    let mut out = Vec::new();
+    for c in text.trim_end_matches('=').bytes() {
+        let v = match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' | b'-' => 62,
+            b'/' | b'_' => 63,
+            _ => return None,
+        };
+        bits = (bits << 6) | u32::from(v);
+        count += 6;
+        if count >= 8 {
+            count -= 8;
+            out.push(((bits >> count) & 0xff) as u8);
+        }
+    }
+    Some(out)
+}
+
+/// Epoch nanoseconds as OTLP writes them (decimal string or number); 0 means unset.
+fn unix_nanos(value: Option<&Value>, field: &str) -> Result<Option<DateTime<Utc>>, Problem> {
+    let nanos = match value {
+        None | Some(Value::Null) => return Ok(None),
+        Some(Value::String(s)) => s.trim().parse::<u64>().ok(),
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .or_else(|| n.as_f64().filter(|f| *f >= 0.0).map(|f| f as u64)),
+        Some(_) => None,
+    };
+    let invalid = || {
+        (
+            DeadLetterReason::InvalidValue,
+            format!(
+                "{field} {} is not epoch nanoseconds",
+                value.unwrap_or(&Value::Null)
+            ),
+        )
+    };
+    match nanos {
+        Some(0) => Ok(None),
+        Some(n) => i64::try_from(n)
+            .map(|n| Some(Utc.timestamp_nanos(n)))
+            .map_err(|_| invalid()),
+        None => Err(invalid()),
+    }
+}
+
+fn micros(value: &Value) -> Option<DateTime<Utc>> {
+    let us = value
+        .as_i64()
+        .or_else(|| value.as_f64().map(|f| f as i64))?;
+    Utc.timestamp_micros(us).single()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_are_lower_hex_and_base64_is_converted() {
+        let id = optional_id(
+            Some(&json!("5B8EFFF798038103D269B633813FC60C")),
+            "traceId",
+            16,
+        );
+        assert_eq!(
+            id.expect("ok").as_deref(),
+            Some("5b8efff798038103d269b633813fc60c")
+        );
+        let id = optional_id(Some(&json!("W47/95gDgQPSabYzgT/GDA==")), "traceId", 16);
+        assert_eq!(
+            id.expect("ok").as_deref(),
+            Some("5b8efff798038103d269b633813fc60c")
+        );
+        let bad = optional_id(Some(&json!("xyz")), "spanId", 8).expect_err("rejected");
+        assert_eq!(bad.0, DeadLetterReason::InvalidValue);
+    }
+
+    #[test]
+    fn any_values_flatten() {
+        let attrs = attributes(Some(&json!([
+            {"key": "i", "value": {"intValue": "14460881260"}},
+            {"key": "d", "value": {"doubleValue": 5e9}},
+            {"key": "a", "value": {"arrayValue": {"values": [{"stringValue": "x"}]}}},
+            {"key": "k", "value": {"kvlistValue": {"values": [{"key": "y", "value": {"boolValue": true}}]}}},
+        ])));
+        assert_eq!(attrs["i"], json!(14460881260_i64));
+        assert_eq!(attrs["d"], json!(5e9));
+        assert_eq!(attrs["a"], json!(["x"]));
+        assert_eq!(attrs["k"], json!({"y": true}));
+    }
+}
