@@ -65,23 +65,6 @@ pub const CATEGORY_VIEWS: &[CategoryView] = &[
     },
 ];
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_category_has_a_view() {
-        for category in Category::ALL {
-            assert!(
-                CATEGORY_VIEWS
-                    .iter()
-                    .any(|v| v.categories.contains(category)),
-                "{category} has no view"
-            );
-        }
-    }
-}
-
 /// The dead-letter table: records that could not be decoded.
 pub const DEAD_LETTERS: &str = "dead_letters";
 
@@ -102,4 +85,21 @@ pub fn dead_letter_schema() -> arrow_schema::SchemaRef {
         Field::new("raw_sha256", DataType::Utf8, true),
         Field::new("sample", DataType::Utf8, true),
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_category_has_a_view() {
+        for category in Category::ALL {
+            assert!(
+                CATEGORY_VIEWS
+                    .iter()
+                    .any(|v| v.categories.contains(category)),
+                "{category} has no view"
+            );
+        }
+    }
 }

@@ -313,6 +313,23 @@ mod tests {
     }
 
     #[test]
+    fn a_later_run_of_the_same_checks_is_not_taken_for_a_replay() {
+        let body = br#"[{"filename": "deploy.yaml", "namespace": "main", "successes": 1}]"#;
+        let ids_at = |seconds: i64| {
+            let mut input = Input::new("conftest.json", body);
+            input.observed_at = DateTime::from_timestamp(seconds, 0);
+            let mut out = DecodeOutput::default();
+            DECODER.decode(&input, &mut out);
+            out.events
+                .iter()
+                .map(|e| e.event_id.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(ids_at(1_000), ids_at(1_000), "same output, same ids");
+        assert_ne!(ids_at(1_000), ids_at(2_000), "a new run, new ids");
+    }
+
+    #[test]
     fn conftest_and_opa_bodies_are_detected() {
         let conftest = br#"[{"filename":"a.yaml","namespace":"main","successes":1}]"#;
         assert_eq!(crate::decoders::detect(conftest), Some(Format::Conftest));
@@ -343,7 +360,7 @@ mod tests {
         assert_eq!(failure.severity, Some(Severity::High));
         assert_eq!(failure.target_name.as_deref(), Some("deploy.yaml"));
         assert_eq!(out.events[1].rule_id.as_deref(), Some("no labels"));
-        let key = file_key("deploy.yaml", "main");
+        let key = file_key("deploy.yaml", "main", out.events[4].event_time);
         assert_eq!(out.events[4].source_event_id, format!("{key}:success:1"));
 
         let reasons: Vec<(DeadLetterReason, Position)> = out
