@@ -30,8 +30,19 @@ fn real_events() -> PathBuf {
 
 /// Runs a query and returns the rows of its JSON output.
 fn sql(data: &Path, query: &str) -> Vec<serde_json::Value> {
-    let out = run(&["sql", "--data-dir", data.to_str().expect("utf-8"), "--output", "json", query]);
-    assert!(out.status.success(), "{query}: {}", String::from_utf8_lossy(&out.stderr));
+    let out = run(&[
+        "sql",
+        "--data-dir",
+        data.to_str().expect("utf-8"),
+        "--output",
+        "json",
+        query,
+    ]);
+    assert!(
+        out.status.success(),
+        "{query}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     serde_json::from_slice::<serde_json::Value>(&out.stdout)
         .expect("json output")
         .as_array()
@@ -48,47 +59,111 @@ fn real_samples_ingest_and_reingest_changes_nothing() {
     let data = tempfile::tempdir().expect("temp dir");
     let data_dir = data.path().to_str().expect("utf-8");
     let samples = real_events();
-    for sub in ["github-webhooks", "github-audit", "gitlab", "vault-audit", "cloudtrail", "k8s-audit", "sarif", "conftest"] {
-        let out = run(&["ingest", "--data-dir", data_dir, samples.join(sub).to_str().expect("utf-8")]);
-        assert!(out.status.success(), "{sub}: {}", String::from_utf8_lossy(&out.stderr));
+    for sub in [
+        "github-webhooks",
+        "github-audit",
+        "gitlab",
+        "vault-audit",
+        "cloudtrail",
+        "k8s-audit",
+        "sarif",
+        "conftest",
+    ] {
+        let out = run(&[
+            "ingest",
+            "--data-dir",
+            data_dir,
+            samples.join(sub).to_str().expect("utf-8"),
+        ]);
+        assert!(
+            out.status.success(),
+            "{sub}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         assert!(stdout(&out).contains("total"), "summary printed");
     }
     let total = count(data.path(), "SELECT count(*) AS n FROM events");
     assert!(total > 100, "events stored: {total}");
-    assert_eq!(total, count(data.path(), "SELECT count(DISTINCT event_id) AS n FROM events"));
+    assert_eq!(
+        total,
+        count(
+            data.path(),
+            "SELECT count(DISTINCT event_id) AS n FROM events"
+        )
+    );
 
     // The same inputs again: nothing new, everything counted as a duplicate.
-    let out = run(&["ingest", "--data-dir", data_dir, samples.join("cloudtrail").to_str().expect("utf-8")]);
+    let out = run(&[
+        "ingest",
+        "--data-dir",
+        data_dir,
+        samples.join("cloudtrail").to_str().expect("utf-8"),
+    ]);
     assert!(out.status.success());
     let summary = stdout(&out);
-    let line = summary.lines().find(|l| l.starts_with("cloudtrail")).expect("cloudtrail row");
-    let numbers: Vec<i64> = line.split_whitespace().skip(1).filter_map(|w| w.parse().ok()).collect();
+    let line = summary
+        .lines()
+        .find(|l| l.starts_with("cloudtrail"))
+        .expect("cloudtrail row");
+    let numbers: Vec<i64> = line
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect();
     assert_eq!(numbers[1], 0, "accepted on replay: {line}");
     assert!(numbers[2] > 0, "duplicates on replay: {line}");
-    assert_eq!(total, count(data.path(), "SELECT count(*) AS n FROM events"));
+    assert_eq!(
+        total,
+        count(data.path(), "SELECT count(*) AS n FROM events")
+    );
 
     // The views read naturally.
     assert!(count(data.path(), "SELECT count(*) AS n FROM pipeline_jobs") > 0);
     assert!(count(data.path(), "SELECT count(*) AS n FROM secret_access") > 0);
-    let oidc = count(data.path(), "SELECT count(*) AS n FROM audit_log WHERE identity_kind = 'oidc'");
-    assert!(oidc > 0, "the GitHub OIDC web-identity sign-in is classified");
+    let oidc = count(
+        data.path(),
+        "SELECT count(*) AS n FROM audit_log WHERE identity_kind = 'oidc'",
+    );
+    assert!(
+        oidc > 0,
+        "the GitHub OIDC web-identity sign-in is classified"
+    );
 }
 
 #[test]
 fn bad_records_are_dead_lettered_and_good_ones_still_land() {
     let data = tempfile::tempdir().expect("temp dir");
     let input = data.path().join("mixed.ndjson");
-    let good = std::fs::read_to_string(real_events().join("vault-audit/vault_audit.file-device.log"))
-        .expect("vault sample");
+    let good =
+        std::fs::read_to_string(real_events().join("vault-audit/vault_audit.file-device.log"))
+            .expect("vault sample");
     let mut lines: Vec<&str> = good.lines().collect();
     let good_count = lines.len();
-    lines.insert(1, "{\"time\": \"2020-12-01T20:29:04Z\", \"type\": \"request\", \"request\": {truncated");
+    lines.insert(
+        1,
+        "{\"time\": \"2020-12-01T20:29:04Z\", \"type\": \"request\", \"request\": {truncated",
+    );
     std::fs::write(&input, lines.join("\n")).expect("write input");
     let lake = data.path().join("lake");
-    let out = run(&["ingest", "--data-dir", lake.to_str().expect("utf-8"), input.to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert_eq!(count(&lake, "SELECT count(*) AS n FROM events"), good_count as i64);
-    let letters = sql(&lake, "SELECT source, origin, position, reason, raw_sha256 FROM dead_letters");
+    let out = run(&[
+        "ingest",
+        "--data-dir",
+        lake.to_str().expect("utf-8"),
+        input.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        count(&lake, "SELECT count(*) AS n FROM events"),
+        good_count as i64
+    );
+    let letters = sql(
+        &lake,
+        "SELECT source, origin, position, reason, raw_sha256 FROM dead_letters",
+    );
     assert_eq!(letters.len(), 1, "{letters:?}");
     assert_eq!(letters[0]["reason"], "syntax");
     assert_eq!(letters[0]["position"]["kind"], "line");
@@ -99,16 +174,29 @@ fn bad_records_are_dead_lettered_and_good_ones_still_land() {
 #[test]
 fn sql_is_read_only_and_says_why() {
     let data = tempfile::tempdir().expect("temp dir");
-    let out = run(&["sql", "--data-dir", data.path().to_str().expect("utf-8"), "DROP VIEW pipeline_runs"]);
+    let out = run(&[
+        "sql",
+        "--data-dir",
+        data.path().to_str().expect("utf-8"),
+        "DROP VIEW pipeline_runs",
+    ]);
     assert!(!out.status.success());
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("refused") && err.contains("read-only"), "{err}");
+    assert!(
+        err.contains("refused") && err.contains("read-only"),
+        "{err}"
+    );
 }
 
 #[test]
 fn nothing_readable_is_a_failure() {
     let data = tempfile::tempdir().expect("temp dir");
-    let out = run(&["ingest", "--data-dir", data.path().to_str().expect("utf-8"), "/nonexistent/input.json"]);
+    let out = run(&[
+        "ingest",
+        "--data-dir",
+        data.path().to_str().expect("utf-8"),
+        "/nonexistent/input.json",
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("nonexistent"));
 }
@@ -140,37 +228,73 @@ fn killing_ingest_mid_write_leaves_a_queryable_lake_and_loses_nothing_after_a_re
     let lake = dir.path().join("lake");
     let lake_arg = lake.to_str().expect("utf-8");
     let input_arg = input.to_str().expect("utf-8");
-    for delay_ms in [150u64, 400, 800, 1500] {
+    let events_dir = lake.join("events");
+    let mut partial_kills = 0;
+    for round in 0..4u64 {
         let mut child = pipewatch()
             .args(["ingest", "--data-dir", lake_arg, "--batch-events", "5000", input_arg])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn ingest");
-        std::thread::sleep(Duration::from_millis(delay_ms));
+        // Wait until this run has committed something new, then a little
+        // longer each round, so kills land between and during commits.
+        let before = walkdir_count(&events_dir, ".parquet");
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while walkdir_count(&events_dir, ".parquet") == before
+            && std::time::Instant::now() < deadline
+            && child.try_wait().expect("poll child").is_none()
+        {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(round * 40));
         let _ = child.kill(); // SIGKILL: no chance to clean up
         let _ = child.wait();
         // Whatever was committed is readable, and nothing is half-visible or doubled.
         let stored = count(&lake, "SELECT count(*) AS n FROM events");
         assert_eq!(stored, count(&lake, "SELECT count(DISTINCT event_id) AS n FROM events"));
         assert!(stored <= n as i64);
+        if stored > 0 && stored < n as i64 {
+            partial_kills += 1;
+        }
     }
+    assert!(partial_kills > 0, "no kill landed mid-import; the test proved nothing");
     let out = pipewatch()
-        .args(["ingest", "--data-dir", lake_arg, "--batch-events", "5000", input_arg])
+        .args([
+            "ingest",
+            "--data-dir",
+            lake_arg,
+            "--batch-events",
+            "5000",
+            input_arg,
+        ])
         .output()
         .expect("rerun");
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(count(&lake, "SELECT count(*) AS n FROM events"), n as i64);
-    assert_eq!(count(&lake, "SELECT count(DISTINCT event_id) AS n FROM events"), n as i64);
+    assert_eq!(
+        count(&lake, "SELECT count(DISTINCT event_id) AS n FROM events"),
+        n as i64
+    );
     let leftovers = walkdir_count(&lake, ".inprogress");
-    assert_eq!(leftovers, 0, "temporary files are cleaned at the next start");
+    assert_eq!(
+        leftovers, 0,
+        "temporary files are cleaned at the next start"
+    );
 }
 
 fn walkdir_count(root: &Path, suffix: &str) -> usize {
     let mut n = 0;
     let mut stack = vec![root.to_owned()];
     while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).expect("read dir").flatten() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
                 stack.push(path);
@@ -180,4 +304,52 @@ fn walkdir_count(root: &Path, suffix: &str) -> usize {
         }
     }
     n
+}
+
+#[test]
+fn stdin_and_gzip_inputs_are_read_and_formats_can_be_forced() {
+    use std::io::Write;
+    let data = tempfile::tempdir().expect("temp dir");
+    let lake = data.path().join("lake");
+    let lake_arg = lake.to_str().expect("utf-8");
+    let sample = std::fs::read(real_events().join("k8s-audit/create_secret.v1.json")).expect("sample");
+
+    // `-` reads standard input.
+    let mut child = pipewatch()
+        .args(["ingest", "--data-dir", lake_arg, "-"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn");
+    child.stdin.take().expect("stdin").write_all(&sample).expect("write stdin");
+    let out = child.wait_with_output().expect("wait");
+    assert!(out.status.success());
+    assert!(stdout(&out).contains("k8s_audit"), "{}", stdout(&out));
+
+    // A gzip file is decompressed by its magic bytes, whatever its name.
+    let gz = data.path().join("vault.bin");
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    encoder
+        .write_all(&std::fs::read(real_events().join("vault-audit/vault_audit.file-device.log")).expect("vault"))
+        .expect("compress");
+    std::fs::write(&gz, encoder.finish().expect("gzip")).expect("write gz");
+    let out = run(&["ingest", "--data-dir", lake_arg, "--format", "vault_audit", gz.to_str().expect("utf-8")]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(count(&lake, "SELECT count(*) AS n FROM events WHERE source = 'vault_audit'") > 0);
+
+    // An unknown --format is refused with the list of names.
+    let out = run(&["ingest", "--data-dir", lake_arg, "--format", "nope", gz.to_str().expect("utf-8")]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("github_webhook"));
+}
+
+#[test]
+fn formats_lists_every_decoder_with_an_example() {
+    let out = run(&["formats"]);
+    assert!(out.status.success());
+    let text = stdout(&out);
+    for name in ["github_webhook", "github_audit", "gitlab", "vault_audit", "cloudtrail", "k8s_audit", "argocd", "otlp", "sarif", "conftest"] {
+        assert!(text.contains(name), "{name} missing from:\n{text}");
+    }
+    assert!(text.contains("example:"));
 }

@@ -121,13 +121,19 @@ impl Ingestor {
         if self.pending.is_empty() {
             return Ok(());
         }
-        let events = std::mem::take(&mut self.pending);
-        let report = self.writer.commit(events)?;
-        self.summary.files_committed += report.files.len();
-        for (source, (written, duplicates)) in report.per_source {
-            let totals = self.summary.formats.entry(source).or_default();
-            totals.accepted += written;
-            totals.duplicates += duplicates;
+        let mut events = std::mem::take(&mut self.pending);
+        // Commit in batches so a large input becomes durable piece by piece
+        // and each file stays a manageable size.
+        while !events.is_empty() {
+            let rest = events.split_off(events.len().min(self.batch_events));
+            let report = self.writer.commit(events)?;
+            self.summary.files_committed += report.files.len();
+            for (source, (written, duplicates)) in report.per_source {
+                let totals = self.summary.formats.entry(source).or_default();
+                totals.accepted += written;
+                totals.duplicates += duplicates;
+            }
+            events = rest;
         }
         Ok(())
     }
