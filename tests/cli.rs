@@ -232,7 +232,14 @@ fn killing_ingest_mid_write_leaves_a_queryable_lake_and_loses_nothing_after_a_re
     let mut partial_kills = 0;
     for round in 0..4u64 {
         let mut child = pipewatch()
-            .args(["ingest", "--data-dir", lake_arg, "--batch-events", "5000", input_arg])
+            .args([
+                "ingest",
+                "--data-dir",
+                lake_arg,
+                "--batch-events",
+                "5000",
+                input_arg,
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -252,13 +259,19 @@ fn killing_ingest_mid_write_leaves_a_queryable_lake_and_loses_nothing_after_a_re
         let _ = child.wait();
         // Whatever was committed is readable, and nothing is half-visible or doubled.
         let stored = count(&lake, "SELECT count(*) AS n FROM events");
-        assert_eq!(stored, count(&lake, "SELECT count(DISTINCT event_id) AS n FROM events"));
+        assert_eq!(
+            stored,
+            count(&lake, "SELECT count(DISTINCT event_id) AS n FROM events")
+        );
         assert!(stored <= n as i64);
         if stored > 0 && stored < n as i64 {
             partial_kills += 1;
         }
     }
-    assert!(partial_kills > 0, "no kill landed mid-import; the test proved nothing");
+    assert!(
+        partial_kills > 0,
+        "no kill landed mid-import; the test proved nothing"
+    );
     let out = pipewatch()
         .args([
             "ingest",
@@ -312,7 +325,8 @@ fn stdin_and_gzip_inputs_are_read_and_formats_can_be_forced() {
     let data = tempfile::tempdir().expect("temp dir");
     let lake = data.path().join("lake");
     let lake_arg = lake.to_str().expect("utf-8");
-    let sample = std::fs::read(real_events().join("k8s-audit/create_secret.v1.json")).expect("sample");
+    let sample =
+        std::fs::read(real_events().join("k8s-audit/create_secret.v1.json")).expect("sample");
 
     // `-` reads standard input.
     let mut child = pipewatch()
@@ -321,7 +335,12 @@ fn stdin_and_gzip_inputs_are_read_and_formats_can_be_forced() {
         .stdout(Stdio::piped())
         .spawn()
         .expect("spawn");
-    child.stdin.take().expect("stdin").write_all(&sample).expect("write stdin");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(&sample)
+        .expect("write stdin");
     let out = child.wait_with_output().expect("wait");
     assert!(out.status.success());
     assert!(stdout(&out).contains("k8s_audit"), "{}", stdout(&out));
@@ -330,15 +349,41 @@ fn stdin_and_gzip_inputs_are_read_and_formats_can_be_forced() {
     let gz = data.path().join("vault.bin");
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
     encoder
-        .write_all(&std::fs::read(real_events().join("vault-audit/vault_audit.file-device.log")).expect("vault"))
+        .write_all(
+            &std::fs::read(real_events().join("vault-audit/vault_audit.file-device.log"))
+                .expect("vault"),
+        )
         .expect("compress");
     std::fs::write(&gz, encoder.finish().expect("gzip")).expect("write gz");
-    let out = run(&["ingest", "--data-dir", lake_arg, "--format", "vault_audit", gz.to_str().expect("utf-8")]);
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    assert!(count(&lake, "SELECT count(*) AS n FROM events WHERE source = 'vault_audit'") > 0);
+    let out = run(&[
+        "ingest",
+        "--data-dir",
+        lake_arg,
+        "--format",
+        "vault_audit",
+        gz.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        count(
+            &lake,
+            "SELECT count(*) AS n FROM events WHERE source = 'vault_audit'"
+        ) > 0
+    );
 
     // An unknown --format is refused with the list of names.
-    let out = run(&["ingest", "--data-dir", lake_arg, "--format", "nope", gz.to_str().expect("utf-8")]);
+    let out = run(&[
+        "ingest",
+        "--data-dir",
+        lake_arg,
+        "--format",
+        "nope",
+        gz.to_str().expect("utf-8"),
+    ]);
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("github_webhook"));
 }
@@ -348,8 +393,55 @@ fn formats_lists_every_decoder_with_an_example() {
     let out = run(&["formats"]);
     assert!(out.status.success());
     let text = stdout(&out);
-    for name in ["github_webhook", "github_audit", "gitlab", "vault_audit", "cloudtrail", "k8s_audit", "argocd", "otlp", "sarif", "conftest"] {
+    for name in [
+        "github_webhook",
+        "github_audit",
+        "gitlab",
+        "vault_audit",
+        "cloudtrail",
+        "k8s_audit",
+        "argocd",
+        "otlp",
+        "sarif",
+        "conftest",
+    ] {
         assert!(text.contains(name), "{name} missing from:\n{text}");
     }
     assert!(text.contains("example:"));
+}
+
+#[test]
+fn demo_ingests_the_whole_organisation_without_a_dead_letter_and_answers() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lake = dir.path().join("demo");
+    let out = run(&["demo", "--data-dir", lake.to_str().expect("utf-8")]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = stdout(&out);
+    let total = text
+        .lines()
+        .find(|l| l.starts_with("total"))
+        .expect("summary total row");
+    let numbers: Vec<i64> = total
+        .split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect();
+    assert!(numbers[1] > 20_000, "accepted: {total}");
+    assert_eq!(numbers[3], 0, "every generated record decodes: {total}");
+    assert!(text.contains("OIDC versus long-lived credentials"));
+    // Every category the generator models is present, and times stay in the simulated period.
+    let categories = sql(
+        &lake,
+        "SELECT DISTINCT category FROM events ORDER BY category",
+    );
+    assert!(categories.len() >= 9, "{categories:?}");
+    let late = count(
+        &lake,
+        "SELECT count(*) AS n FROM events WHERE event_time > '2026-11-01T00:00:00Z'",
+    );
+    assert_eq!(late, 0, "events dated outside the demo period");
 }

@@ -1,15 +1,12 @@
 //! `pipewatch demo`: ingests the demo organisation (the committed set, or
 //! a freshly generated one) and shows what it holds and how to ask.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use pipewatch_analytics::query::OutputFormat;
 use pipewatch_analytics::{QueryLimits, QueryService, render};
-
-/// The committed demo set, when running from a checkout.
-const COMMITTED_DEMO: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/datasets/demo");
 
 /// Queries shown (and run) at the end of the demo.
 const EXAMPLES: &[(&str, &str)] = &[
@@ -50,12 +47,15 @@ fn demo_source(args: &Args) -> anyhow::Result<PathBuf> {
     if let Some(from) = &args.from {
         return Ok(from.clone());
     }
-    let committed = Path::new(COMMITTED_DEMO);
-    if committed.join("labels.json").is_file() {
-        return Ok(committed.to_owned());
-    }
+    // Generated afresh rather than read from the committed copy: some native
+    // formats (Conftest output, some webhooks) carry no time of their own and
+    // are dated by file time, which a checkout does not preserve. The
+    // generator is deterministic, so this is the committed set, byte for byte.
     let generated = args.data_dir.join("native");
-    println!("generating the demo organisation into {}", generated.display());
+    println!(
+        "generating the demo organisation into {}",
+        generated.display()
+    );
     pipewatch_datasets::generate(&pipewatch_datasets::GenerateOptions::default(), &generated)
         .context("cannot generate the demo organisation")?;
     Ok(generated)
@@ -68,10 +68,17 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         source.display(),
         args.data_dir.display()
     );
+    // Everything but the labels file (answers for the detectors' evaluation).
+    let inputs: Vec<PathBuf> = std::fs::read_dir(&source)
+        .with_context(|| format!("cannot list {}", source.display()))?
+        .filter_map(Result::ok)
+        .map(|entry| entry.path())
+        .filter(|path| path.file_name().is_none_or(|name| name != "labels.json"))
+        .collect();
     let outcome = super::ingest::ingest_paths(
         &args.data_dir,
         None,
-        &[source],
+        &inputs,
         pipewatch_ingest::pipeline::DEFAULT_BATCH_EVENTS,
     )?;
     super::ingest::print_summary(&outcome);
@@ -90,7 +97,11 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     })?;
     let dir = args.data_dir.display();
     println!("\nAsk your own questions:");
-    println!("  pipewatch sql --data-dir {dir} \"SELECT * FROM audit_log ORDER BY event_time DESC LIMIT 20\"");
-    println!("  pipewatch sql --data-dir {dir} --output json \"SELECT repo, count(*) FROM pipeline_runs GROUP BY repo\"");
+    println!(
+        "  pipewatch sql --data-dir {dir} \"SELECT * FROM audit_log ORDER BY event_time DESC LIMIT 20\""
+    );
+    println!(
+        "  pipewatch sql --data-dir {dir} --output json \"SELECT repo, count(*) FROM pipeline_runs GROUP BY repo\""
+    );
     Ok(ExitCode::SUCCESS)
 }

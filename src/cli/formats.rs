@@ -11,6 +11,8 @@ pub(crate) fn run() -> anyhow::Result<ExitCode> {
         println!("    example: {}", format.example());
     }
     println!();
-    println!("Formats are detected from content; --format NAME forces one (needed for OTLP protobuf).");
+    println!(
+        "Formats are detected from content; --format NAME forces one (needed for OTLP protobuf)."
+    );
     Ok(ExitCode::SUCCESS)
 }

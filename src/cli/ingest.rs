@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use indicatif::{ProgressBar, ProgressStyle};
 use pipewatch_ingest::source::file;
-use pipewatch_ingest::{Format, Ingestor, IngestSummary, Input};
+use pipewatch_ingest::{Format, IngestSummary, Ingestor, Input};
 
 use super::DataDir;
 
@@ -110,7 +110,10 @@ pub(crate) fn print_summary(outcome: &Outcome) {
         "total", t.inputs, t.accepted, t.duplicates, t.dead_lettered
     );
     for problem in &outcome.unreadable {
-        eprintln!("warning: cannot read {}: {}", problem.origin, problem.reason);
+        eprintln!(
+            "warning: cannot read {}: {}",
+            problem.origin, problem.reason
+        );
     }
     if t.dead_lettered > 0 {
         eprintln!(

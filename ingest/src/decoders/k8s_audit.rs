@@ -293,6 +293,14 @@ fn rollout_strategy(record: &Value) -> Option<String> {
     let strategy = record
         .pointer("/requestObject/spec/strategy")
         .or_else(|| record.pointer("/responseObject/spec/strategy"))?;
+    // A rolling update that may take every replica down at once is a big-bang deploy.
+    let all_at_once = strategy
+        .pointer("/rollingUpdate/maxUnavailable")
+        .and_then(Value::as_str)
+        == Some("100%");
+    if all_at_once {
+        return Some("all_at_once".to_owned());
+    }
     let named = strategy
         .get("type")
         .and_then(Value::as_str)
