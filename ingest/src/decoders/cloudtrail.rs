@@ -31,21 +31,8 @@ impl Decoder for CloudTrail {
     }
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in framing::json_records(input.bytes) {
-            let value = match framed.parsed {
-                Ok(value) => value,
-                Err(error) => {
-                    out.reject(
-                        FORMAT,
-                        input,
-                        framed.position,
-                        DeadLetterReason::Syntax,
-                        error,
-                        framed.bytes,
-                    );
-                    continue;
-                }
-            };
+        for framed in out.parsed(FORMAT, input, framing::json_records(input.bytes)) {
+            let value = framed.value;
             for (position, record) in expand(value, framed.position) {
                 match decode_record(&record, input) {
                     Ok(event) => out.events.push(event),

@@ -55,21 +55,8 @@ impl Decoder for Conftest {
     }
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in framing::records(input.bytes) {
-            let record = match framed.parsed {
-                Ok(record) => record,
-                Err(detail) => {
-                    out.reject(
-                        FORMAT,
-                        input,
-                        framed.position,
-                        DeadLetterReason::Syntax,
-                        detail,
-                        framed.bytes,
-                    );
-                    continue;
-                }
-            };
+        for framed in out.parsed(FORMAT, input, framing::records(input.bytes)) {
+            let record = framed.value;
             let raw = || record.to_string().into_bytes();
             let decoded = if record.get("decision_id").is_some() {
                 decision(&record, input.observed_at).map(|e| vec![e])

@@ -43,21 +43,8 @@ impl Decoder for Gitlab {
     }
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in framing::json_records(input.bytes) {
-            let value = match framed.parsed {
-                Ok(value) => value,
-                Err(error) => {
-                    out.reject(
-                        FORMAT,
-                        input,
-                        framed.position,
-                        DeadLetterReason::Syntax,
-                        error,
-                        framed.bytes,
-                    );
-                    continue;
-                }
-            };
+        for framed in out.parsed(FORMAT, input, framing::json_records(input.bytes)) {
+            let value = framed.value;
             match decode_payload(&value, input) {
                 Ok(events) => out.events.extend(events),
                 Err((reason, detail)) => {

@@ -59,21 +59,8 @@ impl Decoder for K8sAudit {
     }
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in framing::records(input.bytes) {
-            let value = match framed.parsed {
-                Ok(value) => value,
-                Err(e) => {
-                    out.reject(
-                        FORMAT,
-                        input,
-                        framed.position,
-                        DeadLetterReason::Syntax,
-                        e,
-                        framed.bytes,
-                    );
-                    continue;
-                }
-            };
+        for framed in out.parsed(FORMAT, input, framing::records(input.bytes)) {
+            let value = framed.value;
             if str_at(&value, "/kind") == Some("EventList") {
                 let Some(items) = value.get("items").and_then(Value::as_array) else {
                     out.reject(

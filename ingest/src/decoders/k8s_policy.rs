@@ -51,21 +51,8 @@ impl Decoder for K8sPolicy {
     }
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in framing::records(input.bytes) {
-            let value = match framed.parsed {
-                Ok(value) => value,
-                Err(e) => {
-                    out.reject(
-                        FORMAT,
-                        input,
-                        framed.position,
-                        DeadLetterReason::Syntax,
-                        e,
-                        framed.bytes,
-                    );
-                    continue;
-                }
-            };
+        for framed in out.parsed(FORMAT, input, framing::records(input.bytes)) {
+            let value = framed.value;
             match value.get("items").and_then(Value::as_array) {
                 Some(items) if is_list(&value) => {
                     for (i, item) in items.iter().enumerate() {

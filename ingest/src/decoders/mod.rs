@@ -82,6 +82,45 @@ impl DecodeOutput {
     }
 }
 
+/// A record that parsed, with where it sits and its own bytes.
+#[derive(Debug)]
+pub struct Parsed<'a> {
+    pub position: Position,
+    pub value: Value,
+    pub bytes: &'a [u8],
+}
+
+impl DecodeOutput {
+    /// Keeps the framed records that parsed and dead-letters the others as
+    /// syntax errors, so one broken line never hides the rest.
+    pub fn parsed<'a>(
+        &mut self,
+        format: Format,
+        input: &Input<'_>,
+        framed: Vec<framing::Framed<'a>>,
+    ) -> Vec<Parsed<'a>> {
+        let mut good = Vec::with_capacity(framed.len());
+        for record in framed {
+            match record.parsed {
+                Ok(value) => good.push(Parsed {
+                    position: record.position,
+                    value,
+                    bytes: record.bytes,
+                }),
+                Err(detail) => self.reject(
+                    format,
+                    input,
+                    record.position,
+                    DeadLetterReason::Syntax,
+                    detail,
+                    record.bytes,
+                ),
+            }
+        }
+        good
+    }
+}
+
 /// One native format's decoder.
 pub trait Decoder: Send + Sync {
     /// Whether a parsed record looks like this format. Called on the first

@@ -34,21 +34,8 @@ impl Decoder for Sarif {
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
         let mut ids = HashSet::new();
-        for framed in framing::json_records(input.bytes) {
-            let log = match framed.parsed {
-                Ok(log) => log,
-                Err(detail) => {
-                    out.reject(
-                        FORMAT,
-                        input,
-                        framed.position,
-                        DeadLetterReason::Syntax,
-                        detail,
-                        framed.bytes,
-                    );
-                    continue;
-                }
-            };
+        for framed in out.parsed(FORMAT, input, framing::json_records(input.bytes)) {
+            let log = framed.value;
             let Some(runs) = log.get("runs").and_then(Value::as_array) else {
                 out.reject(
                     FORMAT,

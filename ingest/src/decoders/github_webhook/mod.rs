@@ -160,21 +160,8 @@ impl Decoder for GithubWebhook {
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
         let hinted = input.type_hint.map(|h| (h, EventType::from_header(h)));
-        for framed in framing::json_records(input.bytes) {
-            let record = match framed.parsed {
-                Ok(record) => record,
-                Err(error) => {
-                    out.reject(
-                        FORMAT,
-                        input,
-                        framed.position,
-                        DeadLetterReason::Syntax,
-                        error,
-                        framed.bytes,
-                    );
-                    continue;
-                }
-            };
+        for framed in out.parsed(FORMAT, input, framing::json_records(input.bytes)) {
+            let record = framed.value;
             let result = match hinted {
                 Some((header, None)) => Err(Reject {
                     reason: DeadLetterReason::UnknownShape,

@@ -49,21 +49,8 @@ impl Decoder for Sigstore {
     }
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in framing::records(input.bytes) {
-            let value = match framed.parsed {
-                Ok(value) => value,
-                Err(e) => {
-                    out.reject(
-                        FORMAT,
-                        input,
-                        framed.position,
-                        DeadLetterReason::Syntax,
-                        e,
-                        framed.bytes,
-                    );
-                    continue;
-                }
-            };
+        for framed in out.parsed(FORMAT, input, framing::records(input.bytes)) {
+            let value = framed.value;
             // GitHub's attestations API: {"attestations": [{"bundle": {...}, "repository_id": ...}]}.
             if let Some(items) = value.get("attestations").and_then(Value::as_array) {
                 for (i, item) in items.iter().enumerate() {
