@@ -10,6 +10,8 @@
 //! <data-dir>/events/category=…/date=…/*.parquet ─> QueryService ─> guard ─> DataFusion ─> RecordBatch
 //! ```
 
+pub mod metrics;
 pub mod query;
 
+pub use metrics::{METRICS, Metric, MetricsError, MetricsReport, Scope, Window, run_metrics};
 pub use query::{QueryError, QueryLimits, QueryOutput, QueryService, render};

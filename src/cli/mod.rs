@@ -5,6 +5,7 @@ mod demo;
 mod formats;
 mod generate;
 mod ingest;
+mod metrics;
 mod sql;
 
 use std::path::PathBuf;
@@ -44,6 +45,8 @@ enum Command {
     Generate(generate::Args),
     /// Ingest the demo organisation and show what it holds.
     Demo(demo::Args),
+    /// Print the hardening metrics.
+    Metrics(metrics::Args),
 }
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the verbosity flags.
@@ -68,6 +71,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Formats => formats::run(),
         Command::Generate(args) => generate::run(args),
         Command::Demo(args) => demo::run(args),
+        Command::Metrics(args) => metrics::run(args),
     }
 }
 
