@@ -18,11 +18,42 @@ fn ingest_all(corpus: &Corpus, lake: &Path) -> IngestSummary {
     ingestor.finish().expect("finish")
 }
 
+/// Decoding alone (no redaction, no Parquet), per format, to see where time goes.
+fn decode_corpus(c: &mut Criterion, corpus: &Corpus) {
+    let mut group = c.benchmark_group("decode_only");
+    group.sample_size(10);
+    let mut by_format: std::collections::BTreeMap<&'static str, Vec<&pipewatch_bench::CorpusFile>> =
+        Default::default();
+    for file in &corpus.files {
+        let name = pipewatch_ingest::decoders::detect(&file.bytes).map_or("unknown", |f| f.name());
+        by_format.entry(name).or_default().push(file);
+    }
+    for (format, files) in by_format {
+        let bytes: u64 = files.iter().map(|f| f.bytes.len() as u64).sum();
+        group.throughput(Throughput::Bytes(bytes));
+        group.bench_function(format, |b| {
+            b.iter(|| {
+                files
+                    .iter()
+                    .map(|f| {
+                        pipewatch_ingest::decoders::decode(None, &Input::new(&f.origin, &f.bytes))
+                            .1
+                            .events
+                            .len()
+                    })
+                    .sum::<usize>()
+            });
+        });
+    }
+    group.finish();
+}
+
 fn ingest_corpus(c: &mut Criterion) {
     let scratch = tempfile::tempdir().expect("scratch dir");
     let corpus = Corpus::generate(scratch.path(), 2).expect("corpus");
     let count_dir = tempfile::tempdir().expect("count dir");
     let events = ingest_all(&corpus, count_dir.path()).total().accepted as u64;
+    decode_corpus(c, &corpus);
 
     let mut group = c.benchmark_group("decode_redact_write");
     group.sample_size(10);

@@ -118,9 +118,49 @@ fn entropy(s: &str) -> f64 {
         .sum()
 }
 
+/// Literals at least one of which every rule's match contains, matched
+/// case-insensitively: a string with none of them cannot hold a secret any
+/// rule finds, so the regular expressions are skipped for it (most strings).
+const TRIGGERS: &[&str] = &[
+    "private key",
+    "ghp_",
+    "gho_",
+    "ghu_",
+    "ghs_",
+    "ghr_",
+    "github_pat_",
+    "glpat-",
+    "hooks.slack.com",
+    "xoxa-",
+    "xoxb-",
+    "xoxp-",
+    "xoxo-",
+    "xoxs-",
+    "xoxr-",
+    "eyj",
+    "akia",
+    "asia",
+    "abia",
+    "acca",
+    "aws",
+    "passw",
+    "pwd",
+    "secret",
+    "token",
+    "api_key",
+    "api-key",
+    "apikey",
+    "access_key",
+    "access-key",
+    "private_key",
+    "private-key",
+    "credential",
+];
+
 /// Replaces secrets in text and JSON with keyed hashes.
 pub struct Redactor {
     key: Vec<u8>,
+    triggers: aho_corasick::AhoCorasick,
     set: RegexSet,
     rules: Vec<(&'static str, Regex)>,
 }
@@ -143,7 +183,16 @@ impl Redactor {
             .map(|r| Regex::new(r.pattern).map(|re| (r.name, re)))
             .collect::<Result<_, _>>()
             .map_err(|e| IngestError::Config(e.to_string()))?;
-        Ok(Redactor { key, set, rules })
+        let triggers = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(TRIGGERS)
+            .map_err(|e| IngestError::Config(e.to_string()))?;
+        Ok(Redactor {
+            key,
+            triggers,
+            set,
+            rules,
+        })
     }
 
     /// The redactor of a data directory: its key is created on first use
@@ -186,7 +235,7 @@ impl Redactor {
 
     /// Redacts secrets inside free text. Returns `None` when nothing changed.
     pub fn redact_text(&self, text: &str) -> Option<String> {
-        if text.len() < 8 {
+        if text.len() < 8 || !self.triggers.is_match(text) {
             return None;
         }
         let matched = self.set.matches(text);
@@ -290,6 +339,27 @@ mod tests {
         let tag = a.split_whitespace().last().expect("tag").to_owned();
         assert!(tag.starts_with("redacted:github_token:"));
         assert!(b.contains(&tag), "same secret, same replacement");
+    }
+
+    #[test]
+    fn every_rule_has_a_trigger_literal() {
+        // A rule whose matches can avoid every trigger would be skipped silently.
+        let r = redactor();
+        for sample in [
+            "-----BEGIN EC PRIVATE KEY-----\nabc\n-----END EC PRIVATE KEY-----",
+            "ghs_0123456789abcdefghijABCDEFGHIJ012345",
+            "github_pat_0123456789abcdefghijAB",
+            "glpat-0123456789abcdefghij",
+            "https://hooks.slack.com/services/T000/B000/XXXX",
+            "xoxp-0123456789-abcdef",
+            "eyJhbGciOiJIUzI1.eyJzdWIiOiIxMjM0.c2lnbmF0dXJlMTIz",
+            "ASIAABCDEFGHIJKLMNOP",
+            "AWS_SECRET=abcdefghijABCDEFGHIJ0123456789abcdefghij",
+            "DB_PWD=Zq8xW3vR7tY2uP9s",
+            "Credentials: Zq8xW3vR7tY2uP9s",
+        ] {
+            assert!(r.redact_text(sample).is_some(), "{sample} not redacted");
+        }
     }
 
     #[test]
