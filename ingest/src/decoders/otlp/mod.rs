@@ -230,7 +230,7 @@ fn map_spans(spans: &[SpanRecord], input: &Input<'_>, out: &mut DecodeOutput) {
                                 "span {}:{} has no start or end time and the input no observed time",
                                 span.trace_id, span.span_id
                             ),
-                            span.raw.to_string().as_bytes(),
+                            span.raw.to_value().to_string().as_bytes(),
                         );
                         None
                     }

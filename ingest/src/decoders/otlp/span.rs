@@ -106,9 +106,50 @@ pub(super) struct SpanRecord {
     /// Spans sharing a resource (one `resourceSpans` entry) share this number.
     pub(super) resource_group: usize,
     /// A self-contained native record: a one-span `ResourceSpans`, or the console object.
-    pub(super) raw: Value,
+    pub(super) raw: RawSpan,
     /// Where the span sits in the input, for dead letters.
     pub(super) position: Position,
+}
+
+/// The native record of one span. Resource and scope are shared by all
+/// spans of a request, and the record is only assembled for spans that
+/// become rows: step spans are dropped without copying their resource.
+#[derive(Debug, Clone)]
+pub(super) enum RawSpan {
+    /// An OTLP span with its resource and instrumentation scope.
+    Otlp {
+        resource: Rc<Value>,
+        scope: Rc<Value>,
+        span: Value,
+    },
+    /// A console-exporter object, kept as it was.
+    Whole(Value),
+}
+
+impl RawSpan {
+    /// The record as a one-span `ResourceSpans` (or the console object).
+    pub(super) fn to_value(&self) -> Value {
+        match self {
+            RawSpan::Otlp {
+                resource,
+                scope,
+                span,
+            } => {
+                // Built by hand: `json!` would re-serialize the borrowed values.
+                let mut scope_spans = serde_json::Map::new();
+                scope_spans.insert("scope".into(), scope.as_ref().clone());
+                scope_spans.insert("spans".into(), Value::Array(vec![span.clone()]));
+                let mut record = serde_json::Map::new();
+                record.insert("resource".into(), resource.as_ref().clone());
+                record.insert(
+                    "scopeSpans".into(),
+                    Value::Array(vec![Value::Object(scope_spans)]),
+                );
+                Value::Object(record)
+            }
+            RawSpan::Whole(value) => value.clone(),
+        }
+    }
 }
 
 /// A span that could not be read, with where it sits.
@@ -137,7 +178,7 @@ pub(super) fn from_request(
     for (r, rs) in resource_spans.iter().enumerate() {
         let group = *next_group;
         *next_group += 1;
-        let resource_value = rs.get("resource").cloned().unwrap_or_else(|| json!({}));
+        let resource_value = Rc::new(rs.get("resource").cloned().unwrap_or_else(|| json!({})));
         let resource = Rc::new(attributes(resource_value.get("attributes")));
         // `instrumentationLibrarySpans` is the pre-1.0 name of `scopeSpans`.
         let scopes = rs
@@ -146,11 +187,12 @@ pub(super) fn from_request(
             .and_then(Value::as_array)
             .unwrap_or(&empty);
         for (s, ss) in scopes.iter().enumerate() {
-            let scope = ss
-                .get("scope")
-                .or_else(|| ss.get("instrumentationLibrary"))
-                .cloned()
-                .unwrap_or_else(|| json!({}));
+            let scope = Rc::new(
+                ss.get("scope")
+                    .or_else(|| ss.get("instrumentationLibrary"))
+                    .cloned()
+                    .unwrap_or_else(|| json!({})),
+            );
             let list = ss.get("spans").and_then(Value::as_array).unwrap_or(&empty);
             for (k, span) in list.iter().enumerate() {
                 let at = match position {
@@ -159,10 +201,11 @@ pub(super) fn from_request(
                 };
                 index += 1;
                 let path = format!("resourceSpans[{r}].scopeSpans[{s}].spans[{k}]");
-                let raw = json!({
-                    "resource": resource_value,
-                    "scopeSpans": [{ "scope": scope, "spans": [span] }],
-                });
+                let raw = RawSpan::Otlp {
+                    resource: Rc::clone(&resource_value),
+                    scope: Rc::clone(&scope),
+                    span: span.clone(),
+                };
                 match otlp_span(span, &resource, group, raw, at) {
                     Ok(record) => spans.push(record),
                     Err((reason, detail)) => bad.push(BadSpan {
@@ -183,7 +226,7 @@ fn otlp_span(
     span: &Value,
     resource: &Rc<Attrs>,
     resource_group: usize,
-    raw: Value,
+    raw: RawSpan,
     position: Position,
 ) -> Result<SpanRecord, Problem> {
     if !span.is_object() {
@@ -290,7 +333,7 @@ pub(super) fn from_console(
             .unwrap_or_default(),
         resource: Rc::new(resource),
         resource_group,
-        raw: object.clone(),
+        raw: RawSpan::Whole(object.clone()),
         position,
     })
 }
