@@ -50,6 +50,19 @@ fn sql(data: &Path, query: &str) -> Vec<serde_json::Value> {
         .expect("array of rows")
 }
 
+/// The numbers of one row of the ingest summary: inputs, accepted,
+/// duplicates, dead-lettered.
+fn summary_row(summary: &str, name: &str) -> Vec<i64> {
+    let line = summary
+        .lines()
+        .find(|l| l.split_whitespace().next() == Some(name))
+        .unwrap_or_else(|| panic!("no `{name}` row in:\n{summary}"));
+    line.split_whitespace()
+        .skip(1)
+        .filter_map(|w| w.parse().ok())
+        .collect()
+}
+
 fn count(data: &Path, query: &str) -> i64 {
     sql(data, query)[0]["n"].as_i64().expect("count column n")
 }
@@ -101,17 +114,9 @@ fn real_samples_ingest_and_reingest_changes_nothing() {
     ]);
     assert!(out.status.success());
     let summary = stdout(&out);
-    let line = summary
-        .lines()
-        .find(|l| l.starts_with("cloudtrail"))
-        .expect("cloudtrail row");
-    let numbers: Vec<i64> = line
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    assert_eq!(numbers[1], 0, "accepted on replay: {line}");
-    assert!(numbers[2] > 0, "duplicates on replay: {line}");
+    let numbers = summary_row(&summary, "cloudtrail");
+    assert_eq!(numbers[1], 0, "accepted on replay: {summary}");
+    assert!(numbers[2] > 0, "duplicates on replay: {summary}");
     assert_eq!(
         total,
         count(data.path(), "SELECT count(*) AS n FROM events")
@@ -421,17 +426,9 @@ fn demo_ingests_the_whole_organisation_without_a_dead_letter_and_answers() {
         String::from_utf8_lossy(&out.stderr)
     );
     let text = stdout(&out);
-    let total = text
-        .lines()
-        .find(|l| l.starts_with("total"))
-        .expect("summary total row");
-    let numbers: Vec<i64> = total
-        .split_whitespace()
-        .skip(1)
-        .filter_map(|w| w.parse().ok())
-        .collect();
-    assert!(numbers[1] > 20_000, "accepted: {total}");
-    assert_eq!(numbers[3], 0, "every generated record decodes: {total}");
+    let numbers = summary_row(&text, "total");
+    assert!(numbers[1] > 20_000, "accepted: {text}");
+    assert_eq!(numbers[3], 0, "every generated record decodes: {text}");
     assert!(text.contains("OIDC versus long-lived credentials"));
     // Every category the generator models is present, and times stay in the simulated period.
     let categories = sql(
