@@ -7,7 +7,7 @@ use pipewatch_schema::{ActorKind, Category, Event, IdentityKind};
 use serde_json::Value;
 
 use super::framing::{self, Position};
-use super::util::{str_at, time_at};
+use super::util::{record_time, str_at};
 use super::{DecodeOutput, Decoder, Format, Input};
 use crate::dead_letter::DeadLetterReason;
 
@@ -108,20 +108,12 @@ fn decode_record(record: &Value, input: &Input<'_>) -> Result<Event, Reject> {
             format!("CloudTrail record {event_id} has no eventName"),
         )
     })?;
-    let event_time = match record.get("eventTime") {
-        Some(Value::Null) | None => input.observed_at.ok_or_else(|| {
-            (
-                DeadLetterReason::MissingField,
-                format!("CloudTrail record {event_id} has no eventTime"),
-            )
-        })?,
-        Some(_) => time_at(record, "/eventTime").ok_or_else(|| {
-            (
-                DeadLetterReason::InvalidValue,
-                format!("CloudTrail record {event_id} has an unreadable eventTime"),
-            )
-        })?,
-    };
+    let event_time = record_time(
+        record,
+        "eventTime",
+        input.observed_at,
+        &format!("CloudTrail record {event_id}"),
+    )?;
     let service = str_at(record, "/eventSource")
         .map(|s| s.trim_end_matches(".amazonaws.com"))
         .unwrap_or("aws");

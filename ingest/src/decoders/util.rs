@@ -55,6 +55,32 @@ pub(crate) fn time_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
     value.pointer(pointer).and_then(parse_time)
 }
 
+/// The record's own time at `field`, else the input's observation time.
+/// A missing time with no observation time, or an unreadable one, is the
+/// record's dead-letter reason, worded as "`subject` has no `field`".
+pub(crate) fn record_time(
+    record: &Value,
+    field: &str,
+    observed_at: Option<DateTime<Utc>>,
+    subject: &str,
+) -> Result<DateTime<Utc>, (crate::dead_letter::DeadLetterReason, String)> {
+    use crate::dead_letter::DeadLetterReason;
+    match record.get(field) {
+        Some(Value::Null) | None => observed_at.ok_or_else(|| {
+            (
+                DeadLetterReason::MissingField,
+                format!("{subject} has no {field}"),
+            )
+        }),
+        Some(value) => parse_time(value).ok_or_else(|| {
+            (
+                DeadLetterReason::InvalidValue,
+                format!("{subject} has an unreadable {field}"),
+            )
+        }),
+    }
+}
+
 /// Parses a textual time, see [`parse_time`].
 pub(crate) fn parse_time_str(s: &str) -> Option<DateTime<Utc>> {
     let s = s.trim();
@@ -155,6 +181,30 @@ mod tests {
         let nanos = parse_time(&serde_json::json!("1769641490000000000")).expect("nanos");
         assert_eq!(nanos.timestamp(), 1_769_641_490);
         assert!(parse_time_str("yesterday").is_none());
+    }
+
+    #[test]
+    fn a_record_without_its_own_time_takes_the_observed_time_or_is_refused() {
+        use crate::dead_letter::DeadLetterReason;
+        let observed = parse_time_str("2026-01-02T03:04:05Z");
+        let own = serde_json::json!({"time": "2020-12-01T20:29:04Z"});
+        assert_eq!(
+            record_time(&own, "time", observed, "line 1").map(|t| t.timestamp()),
+            Ok(1_606_854_544)
+        );
+        let none = serde_json::json!({"time": null});
+        assert_eq!(
+            record_time(&none, "time", observed, "line 1"),
+            Ok(observed.expect("time"))
+        );
+        let missing = record_time(&none, "time", None, "line 1").expect_err("refused");
+        assert_eq!(
+            missing,
+            (DeadLetterReason::MissingField, "line 1 has no time".into())
+        );
+        let bad = serde_json::json!({"time": "yesterday"});
+        let unreadable = record_time(&bad, "time", observed, "line 1").expect_err("refused");
+        assert_eq!(unreadable.0, DeadLetterReason::InvalidValue);
     }
 
     #[test]

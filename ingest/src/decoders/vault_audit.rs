@@ -7,7 +7,7 @@ use pipewatch_schema::{ActorKind, Category, Event, IdentityKind};
 use serde_json::Value;
 
 use super::framing;
-use super::util::{str_at, time_at};
+use super::util::{record_time, str_at};
 use super::{DecodeOutput, Decoder, Format, Input};
 use crate::dead_letter::DeadLetterReason;
 
@@ -75,20 +75,12 @@ fn decode_line(line: &Value, input: &Input<'_>) -> Result<Event, Reject> {
             format!("vault audit {kind} line has no request.id"),
         )
     })?;
-    let event_time = match line.get("time") {
-        Some(Value::Null) | None => input.observed_at.ok_or_else(|| {
-            (
-                DeadLetterReason::MissingField,
-                format!("vault audit {kind} {request_id} has no time"),
-            )
-        })?,
-        Some(_) => time_at(line, "/time").ok_or_else(|| {
-            (
-                DeadLetterReason::InvalidValue,
-                format!("vault audit {kind} {request_id} has an unreadable time"),
-            )
-        })?,
-    };
+    let event_time = record_time(
+        line,
+        "time",
+        input.observed_at,
+        &format!("vault audit {kind} {request_id}"),
+    )?;
 
     let path = str_at(line, "/request/path").unwrap_or_default();
     let operation = str_at(line, "/request/operation").unwrap_or("unknown");
