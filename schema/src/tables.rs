@@ -87,6 +87,41 @@ pub fn dead_letter_schema() -> arrow_schema::SchemaRef {
     ]))
 }
 
+/// The alerts table: what the detectors raised, grouped, with its status.
+pub const ALERTS: &str = "alerts";
+
+/// Schema of the `alerts` table as SQL sees it.
+pub fn alerts_schema() -> arrow_schema::SchemaRef {
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    let time = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("alert_id", DataType::Utf8, false),
+        Field::new("detector", DataType::Utf8, false),
+        Field::new("severity", DataType::Utf8, false),
+        Field::new("score", DataType::Float64, false),
+        Field::new("created_at", time(), false),
+        Field::new("updated_at", time(), false),
+        Field::new("event_time", time(), false),
+        Field::new("last_event_time", time(), false),
+        Field::new("title", DataType::Utf8, false),
+        Field::new("explanation", DataType::Utf8, false),
+        Field::new("entity", DataType::Utf8, false),
+        Field::new(
+            "evidence_event_ids",
+            DataType::List(std::sync::Arc::new(Field::new(
+                "item",
+                DataType::Utf8,
+                true,
+            ))),
+            false,
+        ),
+        Field::new("findings", DataType::Int64, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("status_reason", DataType::Utf8, true),
+        Field::new("suppressed_until", time(), true),
+    ]))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
