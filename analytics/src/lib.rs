@@ -10,6 +10,9 @@
 //! <data-dir>/events/category=…/date=…/*.parquet ─> QueryService ─> guard ─> DataFusion ─> RecordBatch
 //! ```
 
+pub mod alerts;
+pub mod detect;
+pub mod eval;
 pub mod metrics;
 pub mod query;
 

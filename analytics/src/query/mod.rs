@@ -144,6 +144,7 @@ impl QueryService {
                 .map_err(|e| lake_error(e.to_string()))?;
         }
         register_dead_letters(&ctx, data_dir).map_err(|e| lake_error(e.to_string()))?;
+        register_alerts(&ctx, data_dir).map_err(lake_error)?;
         for view in CATEGORY_VIEWS {
             let categories: Vec<String> = view
                 .categories
@@ -201,6 +202,70 @@ impl QueryService {
             .await
             .map_err(|_| QueryError::Timeout(limits.timeout))?
     }
+}
+
+impl QueryService {
+    /// Runs a read-only statement whose answer is one integer
+    /// (`SELECT count(*) …`); an empty or null answer is 0.
+    pub async fn count(&self, sql: &str) -> Result<u64, QueryError> {
+        use datafusion::arrow::array::AsArray;
+        use datafusion::arrow::datatypes::Int64Type;
+        let out = self.query(sql).await?;
+        let value = out
+            .batches
+            .iter()
+            .find(|b| b.num_rows() > 0)
+            .and_then(|b| {
+                b.column(0)
+                    .as_primitive_opt::<Int64Type>()
+                    .map(|a| a.value(0))
+            })
+            .unwrap_or(0);
+        Ok(value.max(0) as u64)
+    }
+
+    /// Runs one read-only statement as a stream of batches, within the
+    /// memory limit but without the row and time limits: for the engine's
+    /// own long reads of history (warm-up, backfill), never for analysts.
+    pub async fn stream(
+        &self,
+        sql: &str,
+    ) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch, QueryError>>, QueryError>
+    {
+        let plan = guard::plan_read_only(&self.ctx, sql).await?;
+        let limits = self.limits;
+        let frame = self
+            .ctx
+            .execute_logical_plan(plan)
+            .await
+            .map_err(|e| classify(e, limits))?;
+        let stream = frame
+            .execute_stream()
+            .await
+            .map_err(|e| classify(e, limits))?;
+        Ok(stream
+            .map(move |b| b.map_err(|e| classify(e, limits)))
+            .boxed())
+    }
+}
+
+/// The alerts of the control database as a table (a snapshot taken when
+/// the service opens), empty when detection never ran.
+fn register_alerts(ctx: &SessionContext, data_dir: &Path) -> Result<(), String> {
+    let schema = pipewatch_schema::tables::alerts_schema();
+    let batches = if data_dir.join(crate::alerts::CONTROL_DB).exists() {
+        let store = crate::alerts::AlertStore::open(data_dir).map_err(|e| e.to_string())?;
+        let alerts = store
+            .list(&crate::alerts::AlertFilter::default())
+            .map_err(|e| e.to_string())?;
+        vec![crate::alerts::alerts_batch(&alerts).map_err(|e| e.to_string())?]
+    } else {
+        vec![]
+    };
+    let table = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
+    ctx.register_table(pipewatch_schema::tables::ALERTS, Arc::new(table))
+        .map_err(|e| e.to_string())?;
+    Ok(())
 }
 
 /// The dead-letter store as a table, empty when nothing was dead-lettered.
