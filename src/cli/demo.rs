@@ -95,6 +95,32 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         }
         anyhow::Ok(())
     })?;
+
+    println!("\n-- Detection: every detector over the demo history");
+    let config = pipewatch_analytics::detect::DetectConfig::default();
+    let outcome = runtime.block_on(super::detect::detect(&args.data_dir, None, &config, true))?;
+    println!("{}", super::detect::summary_text(&outcome));
+    println!(
+        "\n-- Top alerts\n{}",
+        super::detect::top_alerts_text(&args.data_dir, 10)?
+    );
+
+    println!("\n-- Hardening metrics, last 30 days, per organisation");
+    let report = runtime.block_on(async {
+        let service = QueryService::open(&args.data_dir, QueryLimits::default())
+            .await
+            .context("cannot open the demo lake")?;
+        anyhow::Ok(
+            pipewatch_analytics::metrics::run_metrics(
+                &service,
+                pipewatch_analytics::Scope::Org,
+                "30d".parse().context("window")?,
+            )
+            .await?,
+        )
+    })?;
+    println!("{}", pipewatch_analytics::metrics::render_table(&report));
+
     let dir = args.data_dir.display();
     println!("\nAsk your own questions:");
     println!(
@@ -103,5 +129,15 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     println!(
         "  pipewatch sql --data-dir {dir} --output json \"SELECT repo, count(*) FROM pipeline_runs GROUP BY repo\""
     );
+    println!(
+        "  pipewatch sql --data-dir {dir} \"SELECT detector, severity, title FROM alerts WHERE status = 'open' ORDER BY score DESC\""
+    );
+    println!("  pipewatch alerts --data-dir {dir} --min-severity medium");
+    if args.from.is_none() {
+        println!(
+            "  pipewatch eval --data-dir {dir} --labels {}",
+            args.data_dir.join("native").join("labels.json").display()
+        );
+    }
     Ok(ExitCode::SUCCESS)
 }

@@ -1,7 +1,10 @@
 //! Command-line surface: one module per subcommand, this file declares
 //! the arguments and dispatches.
 
+mod alerts;
 mod demo;
+mod detect;
+mod eval;
 mod formats;
 mod generate;
 mod ingest;
@@ -47,6 +50,12 @@ enum Command {
     Demo(demo::Args),
     /// Print the hardening metrics.
     Metrics(metrics::Args),
+    /// Run the detectors over stored history and record alerts.
+    Detect(detect::Args),
+    /// List alerts and change their status.
+    Alerts(alerts::Args),
+    /// Score the alerts against a labels file from `pipewatch generate`.
+    Eval(eval::Args),
 }
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the verbosity flags.
@@ -72,6 +81,9 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Generate(args) => generate::run(args),
         Command::Demo(args) => demo::run(args),
         Command::Metrics(args) => metrics::run(args),
+        Command::Detect(args) => detect::run(args),
+        Command::Alerts(args) => alerts::run(args),
+        Command::Eval(args) => eval::run(args),
     }
 }
 

@@ -1,0 +1,255 @@
+//! `pipewatch alerts`: list and read alerts, and change their status
+//! (acknowledge, resolve, suppress with a reason and an expiry, reopen),
+//! each change recorded with who and when.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use chrono::{DateTime, Utc};
+use pipewatch_analytics::alerts::{Alert, AlertFilter, AlertStatus, AlertStore};
+use pipewatch_schema::Severity;
+
+use super::DataDir;
+
+#[derive(Debug, clap::Args)]
+pub(crate) struct Args {
+    #[command(subcommand)]
+    action: Option<Action>,
+    #[command(flatten)]
+    list: ListArgs,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Output {
+    Table,
+    Json,
+}
+
+#[derive(Debug, clap::Args)]
+struct ListArgs {
+    #[command(flatten)]
+    data: DataDir,
+    /// Only alerts with this status.
+    #[arg(long, value_parser = parse_status)]
+    status: Option<AlertStatus>,
+    /// Only alerts at least this severe (info, low, medium, high, critical).
+    #[arg(long, value_parser = parse_severity)]
+    min_severity: Option<Severity>,
+    /// Only alerts of this detector.
+    #[arg(long)]
+    detector: Option<String>,
+    /// At most this many alerts.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// How to print them.
+    #[arg(long, value_enum, default_value = "table")]
+    output: Output,
+}
+
+#[derive(Debug, clap::Args)]
+struct Who {
+    #[command(flatten)]
+    data: DataDir,
+    /// The alert.
+    alert_id: String,
+    /// Who makes the change (default: the login name).
+    #[arg(long = "by", env = "PIPEWATCH_USER")]
+    by: Option<String>,
+    /// Why.
+    #[arg(long)]
+    reason: Option<String>,
+}
+
+#[derive(Debug, clap::Subcommand)]
+enum Action {
+    /// One alert with its explanation, evidence and status history.
+    Show {
+        #[command(flatten)]
+        data: DataDir,
+        alert_id: String,
+    },
+    /// Someone is looking at it.
+    Ack(Who),
+    /// It is handled.
+    Resolve(Who),
+    /// Open it again.
+    Reopen(Who),
+    /// Silence it (and new findings about the same entity) until an expiry.
+    Suppress {
+        #[command(flatten)]
+        who: Who,
+        /// How long: an age like 12h, 7d, 2w.
+        #[arg(long = "for", value_name = "AGE")]
+        duration: String,
+    },
+}
+
+fn parse_status(text: &str) -> Result<AlertStatus, String> {
+    AlertStatus::parse(text)
+        .ok_or_else(|| format!("`{text}`: use open, acknowledged, resolved or suppressed"))
+}
+
+fn parse_severity(text: &str) -> Result<Severity, String> {
+    Severity::parse(text)
+        .ok_or_else(|| format!("`{text}`: use info, low, medium, high or critical"))
+}
+
+fn parse_age(text: &str) -> anyhow::Result<chrono::Duration> {
+    let (number, unit) = text.split_at(text.len().saturating_sub(1));
+    let amount: i64 = number
+        .parse()
+        .with_context(|| format!("`{text}` is not an age like 12h, 7d or 2w"))?;
+    match unit {
+        "h" => Ok(chrono::Duration::hours(amount)),
+        "d" => Ok(chrono::Duration::days(amount)),
+        "w" => Ok(chrono::Duration::weeks(amount)),
+        _ => anyhow::bail!("`{text}`: an age ends in h, d or w"),
+    }
+}
+
+/// Alerts with their explanations, for terminals.
+pub(crate) fn explained(alerts: &[Alert]) -> String {
+    if alerts.is_empty() {
+        return "No open alerts.".into();
+    }
+    let mut out = String::new();
+    for alert in alerts {
+        out.push_str(&format!(
+            "[{}] {}  ({}, score {:.1}, {} finding{}, {})\n    {}\n    evidence: {}\n    id: {}\n\n",
+            alert.severity.as_str().to_uppercase(),
+            alert.title,
+            alert.detector,
+            alert.score,
+            alert.findings,
+            if alert.findings == 1 { "" } else { "s" },
+            alert.event_time.format("%Y-%m-%d %H:%M UTC"),
+            alert.explanation,
+            evidence_text(alert),
+            alert.alert_id,
+        ));
+    }
+    out.trim_end().to_owned()
+}
+
+fn evidence_text(alert: &Alert) -> String {
+    let shown: Vec<&str> = alert
+        .evidence_event_ids
+        .iter()
+        .take(3)
+        .map(String::as_str)
+        .collect();
+    let more = alert.evidence_event_ids.len().saturating_sub(shown.len());
+    if more > 0 {
+        format!("{} and {more} more event(s)", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+fn table(alerts: &[Alert]) -> String {
+    let mut out = format!(
+        "{:<32}  {:<8}  {:<13}  {:<17}  {:<26}  title\n",
+        "alert_id", "severity", "status", "event_time", "detector"
+    );
+    for a in alerts {
+        out.push_str(&format!(
+            "{:<32}  {:<8}  {:<13}  {:<17}  {:<26}  {}\n",
+            a.alert_id,
+            a.severity.as_str(),
+            a.status.as_str(),
+            a.event_time.format("%Y-%m-%d %H:%M"),
+            a.detector,
+            a.title
+        ));
+    }
+    out.push_str(&format!("({} alerts)", alerts.len()));
+    out
+}
+
+fn who(by: Option<String>) -> String {
+    by.or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "unknown".into())
+}
+
+fn change(w: Who, to: AlertStatus, expires_at: Option<DateTime<Utc>>) -> anyhow::Result<ExitCode> {
+    let mut store = AlertStore::open(&w.data.data_dir).context("cannot open the alert store")?;
+    let actor = who(w.by);
+    let change = store
+        .change_status(
+            &w.alert_id,
+            to,
+            &actor,
+            w.reason.as_deref(),
+            expires_at,
+            Utc::now(),
+        )
+        .with_context(|| format!("cannot change alert {}", w.alert_id))?;
+    println!(
+        "alert {} is now {} (was {}), by {}{}",
+        change.alert_id,
+        change.to,
+        change.from,
+        change.actor,
+        change
+            .expires_at
+            .map(|t| format!(", until {}", t.format("%Y-%m-%d %H:%M UTC")))
+            .unwrap_or_default()
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+    match args.action {
+        None => {
+            let l = args.list;
+            let store =
+                AlertStore::open(&l.data.data_dir).context("cannot open the alert store")?;
+            let alerts = store
+                .list(&AlertFilter {
+                    status: l.status,
+                    min_severity: l.min_severity,
+                    detector: l.detector,
+                    limit: Some(l.limit),
+                })
+                .context("cannot list alerts")?;
+            match l.output {
+                Output::Table => println!("{}", table(&alerts)),
+                Output::Json => println!("{}", serde_json::to_string_pretty(&alerts)?),
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Action::Show { data, alert_id }) => {
+            let store = AlertStore::open(&data.data_dir).context("cannot open the alert store")?;
+            let alert = store.get(&alert_id)?;
+            println!("{}", explained(std::slice::from_ref(&alert)));
+            println!(
+                "status: {}{}",
+                alert.status,
+                alert
+                    .status_reason
+                    .as_deref()
+                    .map(|r| format!(" ({r})"))
+                    .unwrap_or_default()
+            );
+            println!("evidence event ids: {}", alert.evidence_event_ids.join(" "));
+            for change in store.history(&alert_id)? {
+                println!(
+                    "{}  {} -> {} by {}{}",
+                    change.changed_at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    change.from,
+                    change.to,
+                    change.actor,
+                    change.reason.map(|r| format!(": {r}")).unwrap_or_default()
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Action::Ack(w)) => change(w, AlertStatus::Acknowledged, None),
+        Some(Action::Resolve(w)) => change(w, AlertStatus::Resolved, None),
+        Some(Action::Reopen(w)) => change(w, AlertStatus::Open, None),
+        Some(Action::Suppress { who, duration }) => {
+            let until = Utc::now() + parse_age(&duration)?;
+            change(who, AlertStatus::Suppressed, Some(until))
+        }
+    }
+}
