@@ -9,7 +9,8 @@ use pipewatch_schema::Event;
 
 use crate::IngestError;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
-use crate::decoders::{self, Format, Input};
+use crate::decoders::{Format, Input};
+use crate::intake::decode_redacted;
 use crate::lake::LakeWriter;
 use crate::redact::Redactor;
 
@@ -95,21 +96,13 @@ impl Ingestor {
         format: Option<Format>,
         input: &Input<'_>,
     ) -> Result<Vec<DeadLetter>, IngestError> {
-        let (format, mut out) = decoders::decode(format, input);
+        let (format, out) = decode_redacted(format, input, &self.redactor);
         let name = format.map_or("unknown", Format::name).to_owned();
         let totals = self.summary.formats.entry(name).or_default();
         totals.inputs += 1;
         totals.dead_lettered += out.dead_letters.len();
-        for letter in &mut out.dead_letters {
-            self.redactor.redact_string(&mut letter.sample);
-            self.redactor.redact_string(&mut letter.detail);
-            self.redactor.redact_string(&mut letter.origin);
-        }
         self.dead_letters.store(&out.dead_letters)?;
-        for mut event in out.events {
-            self.redactor.redact_event(&mut event);
-            self.pending.push(event);
-        }
+        self.pending.extend(out.events);
         if self.pending.len() >= self.batch_events {
             self.flush()?;
         }

@@ -116,6 +116,27 @@ pub fn table_schema() -> SchemaRef {
     SCHEMA.clone()
 }
 
+/// A batch in [`file_schema`] from one partition, as the `events` table
+/// shows it: the partition's `category` and `date` appended as columns.
+pub fn with_partition_columns(
+    batch: &RecordBatch,
+    partition: crate::PartitionPath,
+) -> Result<RecordBatch, SchemaError> {
+    let rows = batch.num_rows();
+    let category: ArrayRef = Arc::new(arrow_array::StringArray::from(vec![
+        partition
+            .category
+            .as_str();
+        rows
+    ]));
+    let date = partition.date.format("%Y-%m-%d").to_string();
+    let date: ArrayRef = Arc::new(arrow_array::StringArray::from(vec![date.as_str(); rows]));
+    let mut columns = batch.columns().to_vec();
+    columns.push(category);
+    columns.push(date);
+    RecordBatch::try_new(table_schema(), columns).map_err(|e| SchemaError::Arrow(e.to_string()))
+}
+
 fn s(v: &Option<String>) -> Option<&str> {
     v.as_deref()
 }

@@ -19,7 +19,9 @@ mod ids;
 mod paths;
 pub mod tables;
 
-pub use columns::{EventBatchBuilder, PARTITION_COLUMNS, file_schema, table_schema};
+pub use columns::{
+    EventBatchBuilder, PARTITION_COLUMNS, file_schema, table_schema, with_partition_columns,
+};
 pub use event::{ActorKind, Category, Event, IdentityKind, RunnerHosting, Severity};
 pub use ids::EventId;
 pub use paths::{DEAD_LETTER_DIR, DataFilePath, EVENTS_DIR, IN_PROGRESS_SUFFIX, PartitionPath};

@@ -68,6 +68,12 @@ fn missing(what: &str) -> Reject {
     (DeadLetterReason::MissingField, what.to_owned())
 }
 
+/// Whether hooks sent with this `X-Gitlab-Event` header are decoded.
+/// System hooks name no kind in the header, so their bodies decide.
+pub(super) fn decodes_event_type(header: &str) -> bool {
+    kind_of_hint(header).is_some() || header.trim().eq_ignore_ascii_case("system hook")
+}
+
 /// The object kind named by an `X-Gitlab-Event` header value.
 fn kind_of_hint(hint: &str) -> Option<&'static str> {
     Some(match hint.trim().to_ascii_lowercase().as_str() {

@@ -215,6 +215,18 @@ impl std::fmt::Display for Format {
     }
 }
 
+/// Whether a webhook's event-type header (`X-GitHub-Event`,
+/// `X-Gitlab-Event`) names events that `format` decodes. Live sources
+/// acknowledge and count other event types instead of dead-lettering
+/// them: a hook subscribed to everything is not sending bad records.
+pub fn decodes_event_type(format: Format, header: &str) -> bool {
+    match format {
+        Format::GithubWebhook => github_webhook::decodes_event_type(header),
+        Format::Gitlab => gitlab::decodes_event_type(header),
+        _ => true,
+    }
+}
+
 /// Guesses the format of an input from its content: the first record is
 /// parsed (JSON, NDJSON or YAML) and offered to each decoder in order.
 /// Binary inputs (OTLP protobuf) are never guessed.

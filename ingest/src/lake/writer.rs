@@ -5,11 +5,14 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
+use arrow_array::RecordBatch;
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
-use pipewatch_schema::{DataFilePath, Event, EventBatchBuilder, PartitionPath, file_schema};
+use pipewatch_schema::{
+    DataFilePath, Event, EventBatchBuilder, EventId, PartitionPath, file_schema,
+};
 use sha2::{Digest, Sha256};
 
 use super::atomic::{clean_leftovers, commit_with};
@@ -53,7 +56,7 @@ pub fn writer_properties() -> WriterProperties {
 }
 
 /// What one commit stored.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
+#[derive(Debug, Default, Clone)]
 pub struct CommitReport {
     /// Events written.
     pub written: usize,
@@ -63,6 +66,11 @@ pub struct CommitReport {
     pub files: Vec<String>,
     /// Written and duplicate counts per `source`.
     pub per_source: BTreeMap<String, (usize, usize)>,
+    /// Ids of the events skipped as duplicates.
+    pub duplicate_ids: Vec<EventId>,
+    /// What was written, per partition, in [`file_schema`] order: the feed
+    /// of committed batches hands these to the detectors.
+    pub batches: Vec<(PartitionPath, RecordBatch)>,
 }
 
 /// Writes batches of events into the lake under a data directory.
@@ -98,6 +106,18 @@ impl LakeWriter {
     /// sorts by time and writes one file per partition. Each file is
     /// durable when this returns.
     pub fn commit(&mut self, events: Vec<Event>) -> Result<CommitReport, IngestError> {
+        self.commit_named(events, None)
+    }
+
+    /// Like [`commit`](Self::commit), but files are named `<stem>` instead
+    /// of after their content. Sources that replay by position (Kafka
+    /// offset ranges) name files after the position, so a replay of the
+    /// same range rewrites the same file.
+    pub fn commit_named(
+        &mut self,
+        events: Vec<Event>,
+        stem: Option<&str>,
+    ) -> Result<CommitReport, IngestError> {
         let mut report = CommitReport::default();
         let mut partitions: BTreeMap<PartitionPath, Vec<Event>> = BTreeMap::new();
         for event in events {
@@ -114,6 +134,7 @@ impl LakeWriter {
                 } else {
                     counts.1 += 1;
                     report.duplicates += 1;
+                    report.duplicate_ids.push(e.event_id.clone());
                 }
                 fresh
             });
@@ -125,10 +146,10 @@ impl LakeWriter {
                     .cmp(&b.event_time)
                     .then_with(|| a.event_id.cmp(&b.event_id))
             });
-            let written = write_partition(&self.root, &self.properties, partition, &events);
+            let written = write_partition(&self.root, &self.properties, partition, &events, stem);
             let stored = self.index.partition(&self.root, partition)?;
-            let file = match written {
-                Ok(file) => file,
+            let (file, batches) = match written {
+                Ok(written) => written,
                 Err(e) => {
                     // Forget the ids we optimistically recorded: they are not on disk.
                     for event in &events {
@@ -142,6 +163,9 @@ impl LakeWriter {
             };
             report.written += events.len();
             report.files.push(file);
+            report
+                .batches
+                .extend(batches.into_iter().map(|batch| (partition, batch)));
         }
         Ok(report)
     }
@@ -152,17 +176,24 @@ fn write_partition(
     properties: &WriterProperties,
     partition: PartitionPath,
     events: &[Event],
-) -> Result<String, IngestError> {
-    let mut hasher = Sha256::new();
-    for event in events {
-        hasher.update(event.event_id.as_str().as_bytes());
-    }
-    let digest = hex::encode(&hasher.finalize()[..12]);
-    let first = events
-        .first()
-        .map(|e| e.event_time.format("%H%M%S").to_string())
-        .unwrap_or_default();
-    let path = DataFilePath::new(partition, format!("{first}-{digest}"))?;
+    stem: Option<&str>,
+) -> Result<(String, Vec<RecordBatch>), IngestError> {
+    let stem = match stem {
+        Some(stem) => stem.to_owned(),
+        None => {
+            let mut hasher = Sha256::new();
+            for event in events {
+                hasher.update(event.event_id.as_str().as_bytes());
+            }
+            let digest = hex::encode(&hasher.finalize()[..12]);
+            let first = events
+                .first()
+                .map(|e| e.event_time.format("%H%M%S").to_string())
+                .unwrap_or_default();
+            format!("{first}-{digest}")
+        }
+    };
+    let path = DataFilePath::new(partition, stem)?;
     let target = root.join(path.relative());
 
     let mut builder = EventBatchBuilder::new();
@@ -185,5 +216,5 @@ fn write_partition(
         writer.close().map_err(parquet)?;
         Ok(())
     })?;
-    Ok(path.relative())
+    Ok((path.relative(), batches))
 }

@@ -1,4 +1,27 @@
-//! Where native inputs come from. Files and standard input for now; the
-//! long-running sources (HTTP, Kafka, OTLP) join this folder.
+//! Where native inputs come from: files and standard input for imports,
+//! and the long-running sources `pipewatch serve` runs, named by a closed
+//! set of kinds in the configuration.
 
+pub mod deliveries;
 pub mod file;
+pub mod http;
+pub mod secret;
+
+use serde::Deserialize;
+
+/// One `[[sources]]` table of the configuration.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+pub enum SourceConfig {
+    /// Webhooks and posted event files over HTTP.
+    Http(http::HttpSourceConfig),
+}
+
+impl SourceConfig {
+    /// The kind's name as the configuration spells it.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SourceConfig::Http(_) => "http",
+        }
+    }
+}

@@ -192,6 +192,11 @@ impl Decoder for GithubWebhook {
     }
 }
 
+/// Whether payloads sent with this `X-GitHub-Event` header are decoded.
+pub(in crate::decoders) fn decodes_event_type(header: &str) -> bool {
+    EventType::from_header(header).is_some()
+}
+
 fn supported() -> String {
     EventType::ALL
         .iter()
