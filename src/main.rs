@@ -2,6 +2,8 @@
 //! the demo data generator together.
 
 mod cli;
+mod config;
+mod serve;
 
 use std::process::ExitCode;
 

@@ -62,13 +62,7 @@ pub(crate) fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
 
 /// Reads the detection configuration, or the defaults without a file.
 pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<DetectConfig> {
-    let Some(path) = path else {
-        return Ok(DetectConfig::default());
-    };
-    let text = std::fs::read_to_string(path)
-        .with_context(|| format!("cannot read the configuration {}", path.display()))?;
-    DetectConfig::from_toml(&text)
-        .with_context(|| format!("invalid configuration {}", path.display()))
+    Ok(crate::config::Config::load_or_default(path)?.detection)
 }
 
 /// Runs detection over the lake in `data_dir` and records the alerts.

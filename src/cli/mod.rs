@@ -9,6 +9,7 @@ mod formats;
 mod generate;
 mod ingest;
 mod metrics;
+mod serve;
 mod sql;
 
 use std::path::PathBuf;
@@ -56,6 +57,8 @@ enum Command {
     Alerts(alerts::Args),
     /// Score the alerts against a labels file from `pipewatch generate`.
     Eval(eval::Args),
+    /// Run the service: receive events over HTTP, commit them, detect online.
+    Serve(serve::Args),
 }
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the verbosity flags.
@@ -84,6 +87,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Detect(args) => detect::run(args),
         Command::Alerts(args) => alerts::run(args),
         Command::Eval(args) => eval::run(args),
+        Command::Serve(args) => serve::run(args),
     }
 }
 

@@ -133,7 +133,7 @@ impl AlertStore {
 
     fn init(connection: Connection, path: PathBuf) -> Result<Self, AlertError> {
         connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL;")
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA busy_timeout = 5000;")
             .map_err(|e| db_error(&path, e))?;
         connection
             .execute_batch(SCHEMA)

@@ -1,0 +1,216 @@
+//! The configuration file of `pipewatch serve` (and `detect`): process
+//! settings in `[server]`, `[intake]` and `[online]`, the `[[sources]]` to
+//! run, and detection in `[detect]` / `[detectors.*]`. Unknown keys are
+//! refused by name.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Context;
+use pipewatch_analytics::detect::DetectConfig;
+use pipewatch_ingest::intake::IntakeSettings;
+use pipewatch_ingest::source::SourceConfig;
+use serde::Deserialize;
+
+/// Everything one configuration file says.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct Config {
+    pub(crate) process: ProcessConfig,
+    pub(crate) detection: DetectConfig,
+}
+
+/// The tables other than detection.
+#[derive(Debug, Clone, Default, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ProcessConfig {
+    pub(crate) server: ServerConfig,
+    pub(crate) intake: IntakeConfig,
+    pub(crate) online: OnlineConfig,
+    pub(crate) sources: Vec<SourceConfig>,
+}
+
+/// `[server]`: the HTTP listener.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct ServerConfig {
+    /// Address to listen on; `--listen` / `PIPEWATCH_LISTEN` override it.
+    pub(crate) listen: SocketAddr,
+    /// Connections served at once; more wait in the kernel's backlog.
+    pub(crate) max_connections: usize,
+    /// A client must send its request headers within this time.
+    pub(crate) header_read_timeout_secs: u64,
+    /// A request (body included) must be answered within this time.
+    pub(crate) request_timeout_secs: u64,
+    /// On SIGTERM or ctrl-c, in-flight work gets this long to finish.
+    pub(crate) shutdown_timeout_secs: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            max_connections: 1024,
+            header_read_timeout_secs: 10,
+            request_timeout_secs: 60,
+            shutdown_timeout_secs: 30,
+        }
+    }
+}
+
+/// `[intake]`: how received events are grouped into lake commits.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct IntakeConfig {
+    pub(crate) batch_events: usize,
+    pub(crate) linger_ms: u64,
+    pub(crate) queue_events: usize,
+    pub(crate) feed_batches: usize,
+}
+
+impl Default for IntakeConfig {
+    fn default() -> Self {
+        let defaults = IntakeSettings::default();
+        IntakeConfig {
+            batch_events: defaults.batch_events,
+            linger_ms: u64::try_from(defaults.linger.as_millis()).unwrap_or(20),
+            queue_events: defaults.queue_events,
+            feed_batches: defaults.feed_batches,
+        }
+    }
+}
+
+impl IntakeConfig {
+    pub(crate) fn settings(&self) -> IntakeSettings {
+        IntakeSettings {
+            batch_events: self.batch_events,
+            linger: Duration::from_millis(self.linger_ms),
+            queue_events: self.queue_events,
+            feed_batches: self.feed_batches,
+        }
+    }
+}
+
+/// `[online]`: detection on committed batches.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct OnlineConfig {
+    /// Score every committed batch as it arrives.
+    pub(crate) enabled: bool,
+    /// Baselines are rebuilt from the lake's learning window this often,
+    /// so history older than the window stops counting.
+    pub(crate) baseline_refresh_hours: u64,
+}
+
+impl Default for OnlineConfig {
+    fn default() -> Self {
+        OnlineConfig {
+            enabled: true,
+            baseline_refresh_hours: 24,
+        }
+    }
+}
+
+impl Config {
+    /// Reads and checks a configuration file.
+    pub(crate) fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("cannot read the configuration {}", path.display()))?;
+        Config::parse(&text).with_context(|| format!("invalid configuration {}", path.display()))
+    }
+
+    /// The configuration at `path`, or the defaults without one.
+    pub(crate) fn load_or_default(path: Option<&Path>) -> anyhow::Result<Config> {
+        path.map_or_else(|| Ok(Config::default()), Config::load)
+    }
+
+    /// Parses a TOML document and checks every setting.
+    pub(crate) fn parse(text: &str) -> anyhow::Result<Config> {
+        let mut table: toml::Table = text.parse().context("not valid TOML")?;
+        // Detection settings are the analytics crate's to check; the rest is ours.
+        let mut detection = toml::Table::new();
+        for key in ["detect", "detectors"] {
+            if let Some(value) = table.remove(key) {
+                detection.insert(key.to_owned(), value);
+            }
+        }
+        let detection = DetectConfig::from_toml(&toml::to_string(&detection)?)?;
+        let process: ProcessConfig = table.try_into()?;
+        process.check()?;
+        Ok(Config { process, detection })
+    }
+}
+
+impl ProcessConfig {
+    fn check(&self) -> anyhow::Result<()> {
+        let positive = [
+            ("server.max_connections", self.server.max_connections as u64),
+            (
+                "server.header_read_timeout_secs",
+                self.server.header_read_timeout_secs,
+            ),
+            (
+                "server.request_timeout_secs",
+                self.server.request_timeout_secs,
+            ),
+            ("intake.batch_events", self.intake.batch_events as u64),
+            ("intake.queue_events", self.intake.queue_events as u64),
+            ("intake.feed_batches", self.intake.feed_batches as u64),
+            (
+                "online.baseline_refresh_hours",
+                self.online.baseline_refresh_hours,
+            ),
+        ];
+        for (name, value) in positive {
+            anyhow::ensure!(value > 0, "{name} must be above 0");
+        }
+        let kinds: Vec<&str> = self.sources.iter().map(SourceConfig::kind).collect();
+        for (index, kind) in kinds.iter().enumerate() {
+            anyhow::ensure!(
+                !kinds[..index].contains(kind),
+                "sources: the `{kind}` source is listed twice; one table per kind"
+            );
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The example configuration shipped with pipewatch parses, spells out
+    /// the defaults of every setting, and lists a source of every kind.
+    #[test]
+    fn the_example_configuration_spells_out_the_defaults() {
+        let example = include_str!("../deploy/config/pipewatch.example.toml");
+        let parsed = Config::parse(example).expect("the example parses and checks");
+        assert_eq!(parsed.detection, DetectConfig::default());
+        assert_eq!(parsed.process.server, ServerConfig::default());
+        assert_eq!(parsed.process.intake, IntakeConfig::default());
+        assert_eq!(parsed.process.online, OnlineConfig::default());
+        let kinds: Vec<&str> = parsed.process.sources.iter().map(|s| s.kind()).collect();
+        assert_eq!(kinds, ["http"]);
+    }
+
+    #[test]
+    fn unknown_keys_and_bad_values_are_refused_by_name() {
+        let error = Config::parse("[server]\nlisten_on = \"x\"\n").expect_err("refused");
+        assert!(format!("{error:#}").contains("listen_on"), "{error:#}");
+        let error = Config::parse("[intake]\nqueue_events = 0\n").expect_err("refused");
+        assert!(
+            format!("{error:#}").contains("intake.queue_events"),
+            "{error:#}"
+        );
+        let error = Config::parse("[[sources]]\nkind = \"carrier-pigeon\"\n").expect_err("refused");
+        assert!(format!("{error:#}").contains("carrier-pigeon"), "{error:#}");
+        let error = Config::parse("[[sources]]\nkind = \"http\"\ngithub_secrets = [\"hunter2\"]\n")
+            .expect_err("literal secrets are refused");
+        assert!(format!("{error:#}").contains("env:"), "{error:#}");
+        let error = Config::parse("[detect]\ngroup_window_minutes = 0\n").expect_err("refused");
+        assert!(
+            format!("{error:#}").contains("group_window_minutes"),
+            "{error:#}"
+        );
+    }
+}

@@ -1,0 +1,195 @@
+//! `pipewatch serve`: one process that takes events from the configured
+//! sources, commits them to the lake, scores every committed batch with the
+//! detectors, and answers health, readiness and metrics. Shutdown runs in
+//! order: stop intake, commit what was acknowledged, score it, exit.
+
+mod detection;
+mod listener;
+mod ops;
+
+use std::path::PathBuf;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, OnceLock};
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use axum::Router;
+use pipewatch_analytics::alerts::AlertStore;
+use pipewatch_ingest::Redactor;
+use pipewatch_ingest::intake::Intake;
+use pipewatch_ingest::metrics::IngestMetrics;
+use pipewatch_ingest::source::SourceConfig;
+use pipewatch_ingest::source::http::{HttpSource, HttpSourceConfig};
+use prometheus_client::registry::Registry;
+use tokio::sync::watch;
+
+use crate::config::Config;
+use detection::{DetectionMetrics, OnlineDetection, warmed_engine};
+use ops::{Readiness, ServeState};
+
+/// What `pipewatch serve` was asked to do.
+#[derive(Debug)]
+pub(crate) struct ServeSettings {
+    pub(crate) config: Config,
+    pub(crate) data_dir: PathBuf,
+}
+
+/// Runs until SIGTERM or ctrl-c, then shuts down in order.
+pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
+    let ServeSettings { config, data_dir } = settings;
+    let process = &config.process;
+    std::fs::create_dir_all(&data_dir)
+        .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
+
+    let mut registry = Registry::default();
+    let ingest_metrics = IngestMetrics::register(&mut registry);
+    let detection_metrics = DetectionMetrics::register(&mut registry);
+    let readiness = Arc::new(Readiness::default());
+    let gate: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
+    let state = ServeState {
+        readiness: readiness.clone(),
+        registry: Arc::new(registry),
+        gate: gate.clone(),
+    };
+
+    // Listen first so probes get answers while baselines warm up.
+    let tcp = tokio::net::TcpListener::bind(process.server.listen)
+        .await
+        .with_context(|| format!("cannot listen on {}", process.server.listen))?;
+    let address = tcp
+        .local_addr()
+        .context("cannot read the listening address")?;
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let server = tokio::spawn(listener::serve(
+        tcp,
+        ops::router(state),
+        process.server.clone(),
+        stop_rx,
+    ));
+    eprintln!(
+        "pipewatch listening on http://{address} (data in {})",
+        data_dir.display()
+    );
+
+    // Baselines learn from the lake as it is before anything new is
+    // committed, so no event is both learned and scored.
+    let online = if process.online.enabled {
+        let started = Instant::now();
+        let (engine, run) = warmed_engine(&data_dir, &config.detection).await?;
+        eprintln!(
+            "detectors ready: {} detectors learned from {} events in {:.1}s",
+            engine.detector_names().len(),
+            run.learned,
+            started.elapsed().as_secs_f64()
+        );
+        Some(OnlineDetection {
+            engine,
+            store: AlertStore::open(&data_dir).context("cannot open the alert store")?,
+            config: config.detection.clone(),
+            data_dir: data_dir.clone(),
+            refresh: Duration::from_secs(process.online.baseline_refresh_hours * 3600),
+            metrics: detection_metrics,
+        })
+    } else {
+        None
+    };
+    readiness.detectors_warm.store(true, Ordering::Release);
+
+    let intake_settings = process.intake.settings();
+    let (feed_tx, feed_rx) = tokio::sync::mpsc::channel(intake_settings.feed_batches);
+    let detection = online.map(|online| tokio::spawn(online.run(feed_rx)));
+    let intake = Intake::start(
+        &data_dir,
+        intake_settings,
+        ingest_metrics.clone(),
+        detection.is_some().then_some(feed_tx),
+    )
+    .context("cannot open the lake for writing")?;
+    let redactor =
+        Arc::new(Redactor::for_data_dir(&data_dir).context("cannot load the redaction key")?);
+
+    let mut sources = process.sources.clone();
+    if sources.is_empty() {
+        sources.push(SourceConfig::Http(HttpSourceConfig::default()));
+    }
+    let mut ingest_routes = Router::new();
+    for source in &sources {
+        match source {
+            SourceConfig::Http(http) => {
+                if http.github_secrets.is_empty()
+                    && http.gitlab_tokens.is_empty()
+                    && http.ingest_tokens.is_empty()
+                {
+                    eprintln!(
+                        "warning: the http source has no github_secrets, gitlab_tokens or ingest_tokens; every /ingest endpoint answers 404 until one is configured"
+                    );
+                }
+                let http = HttpSource::new(
+                    http,
+                    &data_dir,
+                    intake.handle(),
+                    redactor.clone(),
+                    ingest_metrics.clone(),
+                )
+                .context("cannot start the http source")?;
+                ingest_routes = ingest_routes.merge(http.router());
+            }
+        }
+    }
+    let _ = gate.set(ingest_routes);
+    readiness.intake_open.store(true, Ordering::Release);
+    eprintln!(
+        "pipewatch ready: POST events to http://{address}/ingest/…; stop with ctrl-c or SIGTERM"
+    );
+
+    shutdown_signal().await;
+    eprintln!("shutting down: no new requests; finishing what was received");
+    readiness.shutting_down.store(true, Ordering::Release);
+    let _ = stop_tx.send(true);
+    // In-flight requests finish (and are committed) before the server task ends.
+    if let Err(e) = server.await {
+        tracing::error!(error = %e, "the HTTP server task failed");
+    }
+    tokio::task::spawn_blocking(move || intake.close())
+        .await
+        .context("the committer did not stop cleanly")?;
+    if let Some(detection) = detection {
+        let deadline = Duration::from_secs(process.server.shutdown_timeout_secs);
+        if tokio::time::timeout(deadline, detection).await.is_err() {
+            eprintln!(
+                "warning: detection did not finish scoring within {}s; run `pipewatch detect --since` to score the rest",
+                deadline.as_secs()
+            );
+        }
+    }
+    eprintln!("pipewatch stopped: everything acknowledged is in the lake");
+    Ok(())
+}
+
+/// Resolves on ctrl-c or SIGTERM.
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        if let Err(e) = tokio::signal::ctrl_c().await {
+            tracing::error!(error = %e, "cannot listen for ctrl-c");
+            std::future::pending::<()>().await;
+        }
+    };
+    #[cfg(unix)]
+    let terminate = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut signal) => {
+                signal.recv().await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "cannot listen for SIGTERM");
+                std::future::pending::<()>().await;
+            }
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        () = ctrl_c => {}
+        () = terminate => {}
+    }
+}
