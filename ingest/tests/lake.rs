@@ -134,7 +134,40 @@ fn leftovers_of_an_interrupted_write_are_removed_at_open() {
         .to_owned();
     let leftover = partition.join("123-abc.parquet.inprogress");
     std::fs::write(&leftover, b"PAR1 half a file").expect("write leftover");
+    // A writer that died (no such process) and one still running (pid 1)
+    // sharing the data directory.
+    let dead_writer = partition.join("124-abc.parquet.4294967295.inprogress");
+    let live_writer = partition.join("125-abc.parquet.1.inprogress");
+    std::fs::write(&dead_writer, b"PAR1 half a file").expect("write leftover");
+    std::fs::write(&live_writer, b"PAR1 being written").expect("write temporary");
     LakeWriter::open(dir.path()).expect("reopen");
     assert!(!leftover.exists());
+    assert!(!dead_writer.exists());
+    assert!(
+        live_writer.exists(),
+        "another running writer's file was removed"
+    );
     assert_eq!(parquet_files(dir.path()).len(), 1);
+}
+
+#[test]
+fn events_another_writer_committed_meanwhile_are_not_stored_again() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut first = LakeWriter::open(dir.path()).expect("lake");
+    let mut second = LakeWriter::open(dir.path()).expect("lake");
+    first
+        .commit(vec![event(1, Category::Auth)])
+        .expect("commit");
+    // The second writer has read this partition before the first wrote more.
+    second
+        .commit(vec![event(2, Category::Auth)])
+        .expect("commit");
+    first
+        .commit(vec![event(3, Category::Auth)])
+        .expect("commit");
+    let replay = second
+        .commit(vec![event(1, Category::Auth), event(3, Category::Auth)])
+        .expect("commit");
+    assert_eq!(replay.written, 0);
+    assert_eq!(replay.duplicates, 2);
 }

@@ -17,11 +17,38 @@ pub fn sync_dir(dir: &Path) -> Result<(), IngestError> {
         .map_err(|e| IngestError::io(dir, e))
 }
 
-/// The temporary name a file is written under before it is committed.
+/// The temporary name a file is written under before it is committed:
+/// `<name>.<pid><suffix>`, so that writers sharing a data directory (one
+/// process per Kafka consumer) never take each other's temporaries for a
+/// crash's leftovers.
 pub(crate) fn in_progress_path(target: &Path) -> std::path::PathBuf {
     let mut name = target.file_name().unwrap_or_default().to_os_string();
-    name.push(IN_PROGRESS_SUFFIX);
+    name.push(format!(".{}{IN_PROGRESS_SUFFIX}", std::process::id()));
     target.with_file_name(name)
+}
+
+/// Whether a temporary file was left by a process that is gone. Without
+/// `/proc` to ask, only temporaries older than an hour count as abandoned.
+fn abandoned(path: &Path, name: &str) -> bool {
+    let writer = name
+        .strip_suffix(IN_PROGRESS_SUFFIX)
+        .and_then(|stem| stem.rsplit('.').next())
+        .and_then(|pid| pid.parse::<u32>().ok());
+    let Some(pid) = writer else {
+        return true;
+    };
+    if pid == std::process::id() {
+        return false;
+    }
+    let proc = Path::new("/proc");
+    if proc.is_dir() {
+        return !proc.join(pid.to_string()).exists();
+    }
+    std::fs::metadata(path)
+        .and_then(|m| m.modified())
+        .ok()
+        .and_then(|t| t.elapsed().ok())
+        .is_some_and(|age| age > std::time::Duration::from_secs(3600))
 }
 
 /// Writes `target` atomically through `write`, which fills the temporary file.
@@ -52,8 +79,8 @@ pub fn atomic_write(target: &Path, bytes: &[u8]) -> Result<(), IngestError> {
     })
 }
 
-/// Removes temporary files a crash left behind anywhere under `root`.
-/// Returns how many were removed.
+/// Removes temporary files a crash left behind anywhere under `root`
+/// (those of writers still running are kept). Returns how many were removed.
 pub fn clean_leftovers(root: &Path) -> Result<usize, IngestError> {
     if !root.exists() {
         return Ok(0);
@@ -65,7 +92,7 @@ pub fn clean_leftovers(root: &Path) -> Result<usize, IngestError> {
             && entry
                 .file_name()
                 .to_str()
-                .is_some_and(|n| n.ends_with(IN_PROGRESS_SUFFIX));
+                .is_some_and(|n| n.ends_with(IN_PROGRESS_SUFFIX) && abandoned(entry.path(), n));
         if is_leftover {
             std::fs::remove_file(entry.path()).map_err(|e| IngestError::io(entry.path(), e))?;
             removed += 1;

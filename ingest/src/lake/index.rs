@@ -1,7 +1,10 @@
-//! Which event ids each partition already holds, loaded from the Parquet
-//! files on first touch, so replays and re-ingests store nothing twice.
+//! Which event ids each partition already holds, read from its Parquet
+//! files, so replays and re-ingests store nothing twice. Files that other
+//! writers sharing the data directory commit meanwhile are read on the next
+//! touch of the partition.
 
 use std::collections::{HashMap, HashSet};
+use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
 
@@ -12,43 +15,68 @@ use pipewatch_schema::PartitionPath;
 
 use crate::IngestError;
 
-/// Event ids per partition.
+/// Event ids per partition, and the files they were read from.
 #[derive(Debug, Default)]
 pub(crate) struct EventIdIndex {
-    partitions: HashMap<PartitionPath, HashSet<String>>,
+    partitions: HashMap<PartitionPath, PartitionIds>,
+}
+
+#[derive(Debug, Default)]
+struct PartitionIds {
+    ids: HashSet<String>,
+    files: HashSet<OsString>,
 }
 
 impl EventIdIndex {
-    /// The ids stored in `partition`, read from disk the first time.
+    /// The ids stored in `partition`, including those of files committed
+    /// since the last look.
     pub(crate) fn partition(
         &mut self,
         root: &Path,
         partition: PartitionPath,
     ) -> Result<&mut HashSet<String>, IngestError> {
-        match self.partitions.entry(partition) {
-            std::collections::hash_map::Entry::Occupied(entry) => Ok(entry.into_mut()),
-            std::collections::hash_map::Entry::Vacant(entry) => {
-                let ids = read_partition_ids(&root.join(partition.relative()))?;
-                Ok(entry.insert(ids))
-            }
+        let known = self.partitions.entry(partition).or_default();
+        read_new_files(&root.join(partition.relative()), known)?;
+        Ok(&mut known.ids)
+    }
+
+    /// Drops an id recorded for a write that failed.
+    pub(crate) fn forget(&mut self, partition: PartitionPath, event_id: &str) {
+        if let Some(known) = self.partitions.get_mut(&partition) {
+            known.ids.remove(event_id);
+        }
+    }
+
+    /// Records that this writer committed `file` into `partition`; its ids
+    /// are already in the index.
+    pub(crate) fn note_file(&mut self, partition: PartitionPath, file: &str) {
+        if let Some(name) = Path::new(file).file_name() {
+            self.partitions
+                .entry(partition)
+                .or_default()
+                .files
+                .insert(name.to_owned());
         }
     }
 }
 
-fn read_partition_ids(dir: &Path) -> Result<HashSet<String>, IngestError> {
-    let mut ids = HashSet::new();
+fn read_new_files(dir: &Path, known: &mut PartitionIds) -> Result<(), IngestError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(entries) => entries,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(ids),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(IngestError::io(dir, e)),
     };
     for entry in entries {
-        let path = entry.map_err(|e| IngestError::io(dir, e))?.path();
-        if path.extension().is_some_and(|x| x == "parquet") {
-            read_file_ids(&path, &mut ids)?;
+        let entry = entry.map_err(|e| IngestError::io(dir, e))?;
+        let path = entry.path();
+        if path.extension().is_some_and(|x| x == "parquet")
+            && !known.files.contains(&entry.file_name())
+        {
+            read_file_ids(&path, &mut known.ids)?;
+            known.files.insert(entry.file_name());
         }
     }
-    Ok(ids)
+    Ok(())
 }
 
 fn read_file_ids(path: &Path, ids: &mut HashSet<String>) -> Result<(), IngestError> {

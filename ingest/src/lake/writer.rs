@@ -147,13 +147,12 @@ impl LakeWriter {
                     .then_with(|| a.event_id.cmp(&b.event_id))
             });
             let written = write_partition(&self.root, &self.properties, partition, &events, stem);
-            let stored = self.index.partition(&self.root, partition)?;
             let (file, batches) = match written {
                 Ok(written) => written,
                 Err(e) => {
                     // Forget the ids we optimistically recorded: they are not on disk.
                     for event in &events {
-                        stored.remove(event.event_id.as_str());
+                        self.index.forget(partition, event.event_id.as_str());
                         if let Some(counts) = report.per_source.get_mut(&event.source) {
                             counts.0 = counts.0.saturating_sub(1);
                         }
@@ -161,6 +160,7 @@ impl LakeWriter {
                     return Err(e);
                 }
             };
+            self.index.note_file(partition, &file);
             report.written += events.len();
             report.files.push(file);
             report
