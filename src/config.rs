@@ -194,6 +194,19 @@ mod tests {
     }
 
     #[test]
+    fn the_kafka_example_configuration_parses() {
+        let example = include_str!("../deploy/config/pipewatch.kafka.example.toml");
+        let parsed = Config::parse(example).expect("the Kafka example parses and checks");
+        let kinds: Vec<&str> = parsed.process.sources.iter().map(|s| s.kind()).collect();
+        assert_eq!(kinds, ["http", "kafka"]);
+        let Some(SourceConfig::Kafka(kafka)) = parsed.process.sources.get(1) else {
+            panic!("the second source is Kafka");
+        };
+        assert!(kafka.check().is_ok());
+        assert_eq!(kafka.topics.len(), 4);
+    }
+
+    #[test]
     fn unknown_keys_and_bad_values_are_refused_by_name() {
         let error = Config::parse("[server]\nlisten_on = \"x\"\n").expect_err("refused");
         assert!(format!("{error:#}").contains("listen_on"), "{error:#}");

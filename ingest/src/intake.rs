@@ -173,8 +173,36 @@ impl std::fmt::Debug for Message {
 impl IntakeHandle {
     /// Queues a submission; the receiver yields once it is durable.
     pub fn submit(&self, submission: Submission) -> Result<AckReceiver, SubmitError> {
+        self.try_submit(Box::new(submission)).map_err(|(e, _)| e)
+    }
+
+    /// Like [`submit`](Self::submit), but waits while the queue is full
+    /// instead of refusing: for sources that pull (Kafka) and can simply
+    /// read more slowly. Gives up only when the intake closes or `stop` is set.
+    pub fn submit_waiting(
+        &self,
+        submission: Submission,
+        stop: &AtomicBool,
+    ) -> Result<AckReceiver, SubmitError> {
+        let mut submission = Box::new(submission);
+        loop {
+            match self.try_submit(submission) {
+                Ok(receiver) => return Ok(receiver),
+                Err((SubmitError::Busy { .. }, returned)) if !stop.load(Ordering::Acquire) => {
+                    submission = returned;
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                Err((e, _)) => return Err(e),
+            }
+        }
+    }
+
+    fn try_submit(
+        &self,
+        submission: Box<Submission>,
+    ) -> Result<AckReceiver, (SubmitError, Box<Submission>)> {
         if self.closed.load(Ordering::Acquire) {
-            return Err(SubmitError::Closed);
+            return Err((SubmitError::Closed, submission));
         }
         let events = submission.events.len();
         let queued = self.queued.fetch_add(events, Ordering::AcqRel);
@@ -182,38 +210,35 @@ impl IntakeHandle {
         // rather than refused forever.
         if queued > 0 && queued + events > self.limit {
             self.queued.fetch_sub(events, Ordering::AcqRel);
-            return Err(SubmitError::Busy {
+            let busy = SubmitError::Busy {
                 queued,
                 limit: self.limit,
-            });
+            };
+            return Err((busy, submission));
         }
         self.metrics.queued_events.set(gauge(queued + events));
-        for event in &submission.events {
+        let formats = submission
+            .events
+            .iter()
+            .map(|e| &e.source)
+            .chain(submission.dead_letters.iter().map(|l| &l.source));
+        for format in formats {
             self.metrics
                 .received
                 .get_or_create(&SourceLabels {
                     source: submission.source.to_owned(),
-                    format: event.source.clone(),
-                })
-                .inc();
-        }
-        for letter in &submission.dead_letters {
-            self.metrics
-                .received
-                .get_or_create(&SourceLabels {
-                    source: submission.source.to_owned(),
-                    format: letter.source.clone(),
+                    format: format.clone(),
                 })
                 .inc();
         }
         let (ack, receiver) = oneshot::channel();
-        if self
-            .sender
-            .send(Message::Submit(Box::new(submission), ack))
-            .is_err()
-        {
+        if let Err(mpsc::SendError(message)) = self.sender.send(Message::Submit(submission, ack)) {
             self.queued.fetch_sub(events, Ordering::AcqRel);
-            return Err(SubmitError::Closed);
+            let submission = match message {
+                Message::Submit(submission, _) => submission,
+                Message::Shutdown => Box::new(Submission::new("", DecodeOutput::default())),
+            };
+            return Err((SubmitError::Closed, submission));
         }
         Ok(receiver)
     }

@@ -26,6 +26,13 @@ pub struct ReasonLabels {
     pub reason: String,
 }
 
+/// One Kafka topic partition.
+#[derive(Debug, Clone, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct PartitionLabels {
+    pub topic: String,
+    pub partition: i64,
+}
+
 /// Counters and gauges shared by every long-running source.
 #[derive(Debug)]
 pub struct IngestMetrics {
@@ -40,6 +47,10 @@ pub struct IngestMetrics {
     /// size, overload).
     pub refused: Family<ReasonLabels, Counter>,
     pub queued_events: Gauge,
+    /// Messages behind the partition's end, as the consumer last saw it.
+    pub kafka_lag: Family<PartitionLabels, Gauge>,
+    /// Kafka partitions this process consumes now.
+    pub kafka_partitions: Gauge,
     pub commit_seconds: Histogram,
     pub commit_events: Histogram,
 }
@@ -54,6 +65,8 @@ impl Default for IngestMetrics {
             ignored: Family::default(),
             refused: Family::default(),
             queued_events: Gauge::default(),
+            kafka_lag: Family::default(),
+            kafka_partitions: Gauge::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_events: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
         }
@@ -99,6 +112,16 @@ impl IngestMetrics {
             "queued_events",
             "Events decoded and waiting for a lake commit",
             metrics.queued_events.clone(),
+        );
+        sub.register(
+            "kafka_lag_messages",
+            "Messages between the committed position and the end of each Kafka partition",
+            metrics.kafka_lag.clone(),
+        );
+        sub.register(
+            "kafka_assigned_partitions",
+            "Kafka partitions assigned to this process by its consumer group",
+            metrics.kafka_partitions.clone(),
         );
         sub.register(
             "commit_seconds",

@@ -20,6 +20,7 @@ use pipewatch_ingest::intake::Intake;
 use pipewatch_ingest::metrics::IngestMetrics;
 use pipewatch_ingest::source::SourceConfig;
 use pipewatch_ingest::source::http::{HttpSource, HttpSourceConfig};
+use pipewatch_ingest::source::kafka::KafkaSource;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -113,8 +114,26 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         sources.push(SourceConfig::Http(HttpSourceConfig::default()));
     }
     let mut ingest_routes = Router::new();
+    let mut consumers = Vec::new();
     for source in &sources {
         match source {
+            SourceConfig::Kafka(kafka) => {
+                let consumer = KafkaSource::start(
+                    kafka,
+                    intake.handle(),
+                    redactor.clone(),
+                    ingest_metrics.clone(),
+                )
+                .context("cannot start the kafka source")?;
+                let topics: Vec<&str> = kafka.topics.iter().map(|t| t.name.as_str()).collect();
+                eprintln!(
+                    "consuming Kafka topics {} from {} as group {}",
+                    topics.join(", "),
+                    kafka.brokers,
+                    kafka.group_id
+                );
+                consumers.push(consumer);
+            }
             SourceConfig::Http(http) => {
                 if http.github_secrets.is_empty()
                     && http.gitlab_tokens.is_empty()
@@ -143,13 +162,17 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     );
 
     shutdown_signal().await;
-    eprintln!("shutting down: no new requests; finishing what was received");
+    eprintln!("shutting down: no new requests; committing what was received");
     readiness.shutting_down.store(true, Ordering::Release);
     let _ = stop_tx.send(true);
     // In-flight requests finish (and are committed) before the server task ends.
     if let Err(e) = server.await {
         tracing::error!(error = %e, "the HTTP server task failed");
     }
+    // Consumers commit what they hold, and its offsets, before the intake closes.
+    tokio::task::spawn_blocking(move || consumers.into_iter().for_each(KafkaSource::stop))
+        .await
+        .context("the Kafka consumers did not stop cleanly")?;
     tokio::task::spawn_blocking(move || intake.close())
         .await
         .context("the committer did not stop cleanly")?;

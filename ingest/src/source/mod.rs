@@ -5,6 +5,7 @@
 pub mod deliveries;
 pub mod file;
 pub mod http;
+pub mod kafka;
 pub mod secret;
 
 use serde::Deserialize;
@@ -15,6 +16,8 @@ use serde::Deserialize;
 pub enum SourceConfig {
     /// Webhooks and posted event files over HTTP.
     Http(http::HttpSourceConfig),
+    /// A Kafka consumer group over topics of native events.
+    Kafka(kafka::KafkaSourceConfig),
 }
 
 impl SourceConfig {
@@ -22,6 +25,7 @@ impl SourceConfig {
     pub fn kind(&self) -> &'static str {
         match self {
             SourceConfig::Http(_) => "http",
+            SourceConfig::Kafka(_) => "kafka",
         }
     }
 }

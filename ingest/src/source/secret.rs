@@ -88,6 +88,12 @@ impl Secret {
     pub fn new(value: impl Into<Vec<u8>>) -> Self {
         Secret(value.into())
     }
+
+    /// The secret as text, for client libraries that take it so
+    /// (`sasl.password`). Secrets are read from text, so this is lossless.
+    pub fn expose_text(&self) -> String {
+        String::from_utf8_lossy(&self.0).into_owned()
+    }
 }
 
 impl fmt::Debug for Secret {
