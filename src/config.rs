@@ -190,7 +190,23 @@ mod tests {
         assert_eq!(parsed.process.intake, IntakeConfig::default());
         assert_eq!(parsed.process.online, OnlineConfig::default());
         let kinds: Vec<&str> = parsed.process.sources.iter().map(|s| s.kind()).collect();
-        assert_eq!(kinds, ["http"]);
+        assert_eq!(kinds, ["http", "otlp"]);
+        for source in &parsed.process.sources {
+            match source {
+                SourceConfig::Http(http) => assert_eq!(
+                    http.max_body_bytes,
+                    pipewatch_ingest::source::http::HttpSourceConfig::default().max_body_bytes
+                ),
+                SourceConfig::Otlp(otlp) => {
+                    let defaults = pipewatch_ingest::source::otlp::OtlpSourceConfig {
+                        tokens: otlp.tokens.clone(),
+                        ..Default::default()
+                    };
+                    assert_eq!(otlp, &defaults);
+                }
+                SourceConfig::Kafka(_) => {}
+            }
+        }
     }
 
     #[test]

@@ -132,6 +132,12 @@ pub fn decode_redacted(
     redactor: &Redactor,
 ) -> (Option<Format>, DecodeOutput) {
     let (format, mut out) = decoders::decode(format, input);
+    redact_output(&mut out, redactor);
+    (format, out)
+}
+
+/// Redacts what a decoder produced, events and dead letters alike.
+pub fn redact_output(out: &mut DecodeOutput, redactor: &Redactor) {
     for letter in &mut out.dead_letters {
         redactor.redact_string(&mut letter.sample);
         redactor.redact_string(&mut letter.detail);
@@ -140,7 +146,6 @@ pub fn decode_redacted(
     for event in &mut out.events {
         redactor.redact_event(event);
     }
-    (format, out)
 }
 
 /// Rows written to one partition, in file schema.

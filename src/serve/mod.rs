@@ -4,6 +4,7 @@
 //! order: stop intake, commit what was acknowledged, score it, exit.
 
 mod detection;
+mod grpc;
 mod listener;
 mod ops;
 
@@ -21,6 +22,7 @@ use pipewatch_ingest::metrics::IngestMetrics;
 use pipewatch_ingest::source::SourceConfig;
 use pipewatch_ingest::source::http::{HttpSource, HttpSourceConfig};
 use pipewatch_ingest::source::kafka::KafkaSource;
+use pipewatch_ingest::source::otlp::OtlpReceiver;
 use prometheus_client::registry::Registry;
 use tokio::sync::watch;
 
@@ -115,8 +117,30 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     }
     let mut ingest_routes = Router::new();
     let mut consumers = Vec::new();
+    let mut grpc_servers = Vec::new();
     for source in &sources {
         match source {
+            SourceConfig::Otlp(otlp) => {
+                let receiver = OtlpReceiver::new(
+                    otlp,
+                    intake.handle(),
+                    redactor.clone(),
+                    ingest_metrics.clone(),
+                )
+                .context("cannot start the otlp source")?;
+                ingest_routes = ingest_routes.merge(receiver.router());
+                if !otlp.grpc_listen.is_empty() {
+                    let server = grpc::start(
+                        &otlp.grpc_listen,
+                        &receiver,
+                        &process.server,
+                        stop_tx.subscribe(),
+                    )
+                    .await?;
+                    grpc_servers.push(server);
+                }
+                eprintln!("receiving OTLP/HTTP on http://{address}/v1/traces and /v1/logs");
+            }
             SourceConfig::Kafka(kafka) => {
                 let consumer = KafkaSource::start(
                     kafka,
@@ -168,6 +192,11 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     // In-flight requests finish (and are committed) before the server task ends.
     if let Err(e) = server.await {
         tracing::error!(error = %e, "the HTTP server task failed");
+    }
+    for grpc in grpc_servers {
+        if let Err(e) = grpc.await {
+            tracing::error!(error = %e, "the OTLP/gRPC server task failed");
+        }
     }
     // Consumers commit what they hold, and its offsets, before the intake closes.
     tokio::task::spawn_blocking(move || consumers.into_iter().for_each(KafkaSource::stop))

@@ -29,7 +29,9 @@ pub(crate) struct Server {
     child: Option<Child>,
     pub(crate) addr: SocketAddr,
     pub(crate) data_dir: PathBuf,
-    /// Everything the server wrote to stderr, line by line.
+    /// What the server printed until it was ready.
+    pub(crate) startup: Vec<String>,
+    /// Everything the server wrote to stderr afterwards, line by line.
     pub(crate) log: mpsc::Receiver<String>,
 }
 
@@ -86,8 +88,23 @@ impl Server {
             child: Some(child),
             addr: addr.expect("the listening address is printed"),
             data_dir: data_dir.to_owned(),
+            startup: seen,
             log: rx,
         }
+    }
+
+    /// The address printed after `prefix` at start-up (other listeners).
+    pub(crate) fn printed_address(&self, prefix: &str) -> SocketAddr {
+        self.startup
+            .iter()
+            .find_map(|line| {
+                line.strip_prefix(prefix)?
+                    .split_whitespace()
+                    .next()?
+                    .parse()
+                    .ok()
+            })
+            .unwrap_or_else(|| panic!("no `{prefix}` line in {:?}", self.startup))
     }
 
     pub(crate) fn url(&self, path: &str) -> String {

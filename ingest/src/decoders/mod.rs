@@ -215,6 +215,17 @@ impl std::fmt::Display for Format {
     }
 }
 
+pub use otlp::SpanTally;
+
+/// Decodes one OTLP trace export (`ExportTraceServiceRequest`, protobuf or
+/// JSON) as a live receiver gets it: CI/CD spans become rows, the rest is
+/// counted in the tally rather than dead-lettered.
+pub fn decode_otlp_export(input: &Input<'_>, protobuf: bool) -> (DecodeOutput, SpanTally) {
+    let mut out = DecodeOutput::default();
+    let tally = otlp::decode_export(input, protobuf, &mut out);
+    (out, tally)
+}
+
 /// Whether a webhook's event-type header (`X-GitHub-Event`,
 /// `X-Gitlab-Event`) names events that `format` decodes. Live sources
 /// acknowledge and count other event types instead of dead-lettering

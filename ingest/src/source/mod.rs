@@ -6,6 +6,7 @@ pub mod deliveries;
 pub mod file;
 pub mod http;
 pub mod kafka;
+pub mod otlp;
 pub mod secret;
 
 use serde::Deserialize;
@@ -18,6 +19,8 @@ pub enum SourceConfig {
     Http(http::HttpSourceConfig),
     /// A Kafka consumer group over topics of native events.
     Kafka(kafka::KafkaSourceConfig),
+    /// OTLP/HTTP and OTLP/gRPC trace exports carrying CI/CD spans.
+    Otlp(otlp::OtlpSourceConfig),
 }
 
 impl SourceConfig {
@@ -26,6 +29,7 @@ impl SourceConfig {
         match self {
             SourceConfig::Http(_) => "http",
             SourceConfig::Kafka(_) => "kafka",
+            SourceConfig::Otlp(_) => "otlp",
         }
     }
 }

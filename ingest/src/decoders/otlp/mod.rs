@@ -46,43 +46,79 @@ impl Decoder for Otlp {
     }
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        let mut spans = Vec::new();
-        let mut bad = Vec::new();
-        match encoding(input.bytes) {
-            Encoding::Json => requests(
-                framing::json_records(input.bytes),
-                input,
-                out,
-                &mut spans,
-                &mut bad,
-            ),
-            Encoding::Yaml => requests(
-                framing::yaml_documents(input.bytes),
-                input,
-                out,
-                &mut spans,
-                &mut bad,
-            ),
-            Encoding::Console => console_spans(input, out, &mut spans, &mut bad),
-            Encoding::Protobuf => match proto::decode(input.bytes) {
-                Ok(request) => {
-                    span::from_request(&request, Position::Whole, &mut 0, &mut spans, &mut bad);
-                }
-                Err(detail) => out.reject(
-                    FORMAT,
-                    input,
-                    Position::Offset(0),
-                    DeadLetterReason::Syntax,
-                    detail,
-                    input.bytes,
-                ),
-            },
-        }
-        for b in bad {
-            out.reject(FORMAT, input, b.position, b.reason, b.detail, input.bytes);
-        }
-        map_spans(&spans, input, out);
+        let spans = collect(input, encoding(input.bytes), out);
+        map_spans(&spans, input, out, true);
     }
+}
+
+/// What a trace export held besides the rows it became.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct SpanTally {
+    /// Spans read.
+    pub spans: usize,
+    /// Steps of a job: not rows of their own.
+    pub steps: usize,
+    /// Queue spans: folded into their job's wait.
+    pub queues: usize,
+    /// Spans with nothing CI/CD about them.
+    pub non_cicd: usize,
+}
+
+/// Decodes one export as a live OTLP receiver gets it: the encoding is
+/// known from the request, and traces without CI/CD spans are counted in
+/// the tally instead of dead-lettered (a collector sends everything).
+pub(crate) fn decode_export(
+    input: &Input<'_>,
+    protobuf: bool,
+    out: &mut DecodeOutput,
+) -> SpanTally {
+    let encoding = if protobuf {
+        Encoding::Protobuf
+    } else {
+        Encoding::Json
+    };
+    let spans = collect(input, encoding, out);
+    map_spans(&spans, input, out, false)
+}
+
+/// Reads every span of the input; undecodable parts become dead letters.
+fn collect(input: &Input<'_>, encoding: Encoding, out: &mut DecodeOutput) -> Vec<SpanRecord> {
+    let mut spans = Vec::new();
+    let mut bad = Vec::new();
+    match encoding {
+        Encoding::Json => requests(
+            framing::json_records(input.bytes),
+            input,
+            out,
+            &mut spans,
+            &mut bad,
+        ),
+        Encoding::Yaml => requests(
+            framing::yaml_documents(input.bytes),
+            input,
+            out,
+            &mut spans,
+            &mut bad,
+        ),
+        Encoding::Console => console_spans(input, out, &mut spans, &mut bad),
+        Encoding::Protobuf => match proto::decode(input.bytes) {
+            Ok(request) => {
+                span::from_request(&request, Position::Whole, &mut 0, &mut spans, &mut bad);
+            }
+            Err(detail) => out.reject(
+                FORMAT,
+                input,
+                Position::Offset(0),
+                DeadLetterReason::Syntax,
+                detail,
+                input.bytes,
+            ),
+        },
+    }
+    for b in bad {
+        out.reject(FORMAT, input, b.position, b.reason, b.detail, input.bytes);
+    }
+    spans
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -201,8 +237,13 @@ fn console_spans(
 }
 
 /// Turns classified spans into rows, links jobs to runs and egress to jobs,
-/// and reports inputs that held spans but nothing CI/CD.
-fn map_spans(spans: &[SpanRecord], input: &Input<'_>, out: &mut DecodeOutput) {
+/// and (when `strict`) reports inputs that held spans but nothing CI/CD.
+fn map_spans(
+    spans: &[SpanRecord],
+    input: &Input<'_>,
+    out: &mut DecodeOutput,
+    strict: bool,
+) -> SpanTally {
     let roles = mapping::roles(spans);
     let index = SpanIndex::new(spans);
     let mut seen = HashSet::new();
@@ -292,7 +333,13 @@ fn map_spans(spans: &[SpanRecord], input: &Input<'_>, out: &mut DecodeOutput) {
 
     let count = |role: Role| roles.iter().filter(|r| **r == role).count();
     let (steps, queues, other) = (count(Role::Step), count(Role::Queue), count(Role::Other));
-    if !spans.is_empty() && other == spans.len() {
+    let tally = SpanTally {
+        spans: spans.len(),
+        steps,
+        queues,
+        non_cicd: other,
+    };
+    if strict && !spans.is_empty() && other == spans.len() {
         out.reject(
             FORMAT,
             input,
@@ -305,7 +352,7 @@ fn map_spans(spans: &[SpanRecord], input: &Input<'_>, out: &mut DecodeOutput) {
             ),
             input.bytes,
         );
-        return;
+        return tally;
     }
     tracing::debug!(
         origin = input.origin,
@@ -315,6 +362,7 @@ fn map_spans(spans: &[SpanRecord], input: &Input<'_>, out: &mut DecodeOutput) {
         "otlp: spans not stored as rows"
     );
     out.events.extend(events.into_iter().flatten());
+    tally
 }
 
 /// The first span object of a Node `ConsoleSpanExporter` dump, for format
