@@ -27,6 +27,7 @@ pub(crate) struct ProcessConfig {
     pub(crate) server: ServerConfig,
     pub(crate) intake: IntakeConfig,
     pub(crate) online: OnlineConfig,
+    pub(crate) telemetry: crate::telemetry::TelemetryConfig,
     pub(crate) sources: Vec<SourceConfig>,
 }
 
@@ -189,6 +190,10 @@ mod tests {
         assert_eq!(parsed.process.server, ServerConfig::default());
         assert_eq!(parsed.process.intake, IntakeConfig::default());
         assert_eq!(parsed.process.online, OnlineConfig::default());
+        assert_eq!(
+            parsed.process.telemetry,
+            crate::telemetry::TelemetryConfig::default()
+        );
         let kinds: Vec<&str> = parsed.process.sources.iter().map(|s| s.kind()).collect();
         assert_eq!(kinds, ["http", "otlp"]);
         for source in &parsed.process.sources {

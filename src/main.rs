@@ -4,6 +4,7 @@
 mod cli;
 mod config;
 mod serve;
+mod telemetry;
 
 use std::process::ExitCode;
 
@@ -11,7 +12,6 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
-    cli::init_logging(args.verbose);
     match cli::run(args) {
         Ok(code) => code,
         Err(error) => {

@@ -394,6 +394,12 @@ impl Committer {
     fn commit_group(&mut self, mut group: Vec<Pending>) {
         let started = Instant::now();
         let queued_events: usize = group.iter().map(|p| p.submission.events.len()).sum();
+        let _span = tracing::info_span!(
+            "lake_commit",
+            submissions = group.len(),
+            events = queued_events
+        )
+        .entered();
         let result = self.write_group(&mut group);
         let previous = self.queued.fetch_sub(queued_events, Ordering::AcqRel);
         self.metrics

@@ -63,21 +63,36 @@ enum Command {
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the verbosity flags.
 pub(crate) fn init_logging(verbose: u8) {
+    tracing_subscriber::fmt()
+        .with_env_filter(log_filter(verbose))
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// What is logged to stderr: `RUST_LOG`, else by the verbosity flags.
+pub(crate) fn log_filter(verbose: u8) -> tracing_subscriber::EnvFilter {
     let default = match verbose {
         0 => "warn",
         1 => "info",
         _ => "debug",
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default))
 }
 
 pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        // The service sets up its own logging, with OTLP export when configured.
+        Command::Serve(args) => serve::run(args, cli.verbose),
+        command => {
+            init_logging(cli.verbose);
+            run_command(command)
+        }
+    }
+}
+
+fn run_command(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
         Command::Ingest(args) => ingest::run(args),
         Command::Sql(args) => sql::run(args),
         Command::Formats => formats::run(),
@@ -87,7 +102,7 @@ pub(crate) fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Detect(args) => detect::run(args),
         Command::Alerts(args) => alerts::run(args),
         Command::Eval(args) => eval::run(args),
-        Command::Serve(args) => serve::run(args),
+        Command::Serve(args) => serve::run(args, 0),
     }
 }
 

@@ -24,7 +24,7 @@ pub(crate) struct Args {
     listen: Option<SocketAddr>,
 }
 
-pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
+pub(crate) fn run(args: Args, verbose: u8) -> anyhow::Result<ExitCode> {
     let mut config = Config::load_or_default(args.config.as_deref())?;
     if let Some(listen) = args.listen {
         config.process.server.listen = listen;
@@ -33,6 +33,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     runtime.block_on(serve::run(ServeSettings {
         config,
         data_dir: args.data.data_dir,
+        verbose,
     }))?;
     Ok(ExitCode::SUCCESS)
 }

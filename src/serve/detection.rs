@@ -172,6 +172,12 @@ impl OnlineDetection {
     }
 
     fn score(&mut self, batch: &CommittedBatch) {
+        let _span = tracing::info_span!(
+            "score_batch",
+            partition = %batch.partition.relative(),
+            rows = batch.batch.num_rows()
+        )
+        .entered();
         // Scoring and the SQLite write are short CPU and disk work; keep
         // them off the reactor's other tasks.
         let findings: Vec<Finding> =

@@ -35,11 +35,17 @@ use ops::{Readiness, ServeState};
 pub(crate) struct ServeSettings {
     pub(crate) config: Config,
     pub(crate) data_dir: PathBuf,
+    /// Verbosity flags, for logging.
+    pub(crate) verbose: u8,
 }
 
 /// Runs until SIGTERM or ctrl-c, then shuts down in order.
 pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
-    let ServeSettings { config, data_dir } = settings;
+    let ServeSettings {
+        config,
+        data_dir,
+        verbose,
+    } = settings;
     let process = &config.process;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
@@ -47,11 +53,13 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let ingest_metrics = IngestMetrics::register(&mut registry);
     let detection_metrics = DetectionMetrics::register(&mut registry);
+    let registry = Arc::new(registry);
+    let telemetry = crate::telemetry::init(&process.telemetry, verbose, registry.clone())?;
     let readiness = Arc::new(Readiness::default());
     let gate: Arc<OnceLock<Router>> = Arc::new(OnceLock::new());
     let state = ServeState {
         readiness: readiness.clone(),
-        registry: Arc::new(registry),
+        registry,
         gate: gate.clone(),
     };
 
@@ -213,6 +221,11 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
                 deadline.as_secs()
             );
         }
+    }
+    if let Some(telemetry) = telemetry {
+        tokio::task::spawn_blocking(move || telemetry.shutdown())
+            .await
+            .context("the telemetry exporters did not stop cleanly")?;
     }
     eprintln!("pipewatch stopped: everything acknowledged is in the lake");
     Ok(())
