@@ -513,3 +513,40 @@ fn idle_and_slow_clients_cannot_hold_the_server() {
     drop((first, second));
     assert!(server.stop().success());
 }
+
+#[test]
+fn baselines_learn_from_history_that_ended_long_ago() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lake = dir.path().join("lake");
+    // Vault audit lines from 2020: far outside a learning window ending now.
+    let sample = real_events().join("vault-audit/vault_audit.file-device.log");
+    let out = support::pipewatch()
+        .args(["ingest", "--data-dir"])
+        .arg(&lake)
+        .arg(&sample)
+        .output()
+        .expect("ingest runs");
+    assert!(out.status.success());
+    // The learning window is the 30 days up to the newest event.
+    let in_window = count(
+        &lake,
+        "SELECT count(*) AS n FROM events WHERE event_time >= \
+         (SELECT max(event_time) FROM events) - INTERVAL '30 days'",
+    );
+    assert!(in_window > 0);
+    let server = Server::start(&lake, &config(""), &env());
+    let learned = server
+        .startup
+        .iter()
+        .find_map(|line| {
+            line.split("learned from ")
+                .nth(1)?
+                .split_whitespace()
+                .next()?
+                .parse::<u64>()
+                .ok()
+        })
+        .expect("the start-up line says what baselines learned from");
+    assert_eq!(learned, in_window);
+    assert!(server.stop().success());
+}

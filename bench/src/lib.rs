@@ -117,3 +117,62 @@ pub fn repeat_history(
     }
     out
 }
+
+/// The JSON records (one per line) of the corpus files whose name contains
+/// `name`, e.g. `workflow_job` or `vault_audit`.
+pub fn records(corpus: &Corpus, name: &str) -> Vec<serde_json::Value> {
+    corpus
+        .files
+        .iter()
+        .filter(|f| f.origin.contains(name))
+        .flat_map(|f| f.bytes.split(|b| *b == b'\n'))
+        .filter_map(|line| serde_json::from_slice(line).ok())
+        .collect()
+}
+
+/// `count` records made from `templates` in turn, each made unique by
+/// rewriting the id at the JSON `pointer` (a number is shifted, a string
+/// suffixed), serialized one per element.
+pub fn unique_records(
+    templates: &[serde_json::Value],
+    count: usize,
+    pointer: &str,
+    run: u64,
+) -> Vec<Vec<u8>> {
+    if templates.is_empty() {
+        return Vec::new();
+    }
+    (0..count)
+        .map(|n| {
+            let mut record = templates[n % templates.len()].clone();
+            if let Some(id) = record.pointer_mut(pointer) {
+                *id = match &*id {
+                    serde_json::Value::Number(number) => serde_json::Value::from(
+                        number.as_u64().unwrap_or(0) % 1_000_000_000
+                            + (run * 100_000_000 + n as u64 + 1) * 1_000_000_000,
+                    ),
+                    other => serde_json::Value::String(format!(
+                        "{}-{run}-{n}",
+                        other.as_str().unwrap_or("id")
+                    )),
+                };
+            }
+            serde_json::to_vec(&record).unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Percentile `p` (0..=100) of sorted durations, in milliseconds.
+pub fn percentile_ms(sorted: &[std::time::Duration], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return 0.0;
+    }
+    let rank = ((p / 100.0) * (sorted.len() - 1) as f64).round() as usize;
+    sorted[rank.min(sorted.len() - 1)].as_secs_f64() * 1000.0
+}
+
+/// Whether criterion (or a plain bench main) runs for measurement
+/// (`cargo bench`) rather than once as a smoke test (`cargo test`).
+pub fn measuring() -> bool {
+    std::env::args().any(|a| a == "--bench")
+}

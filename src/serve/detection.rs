@@ -84,7 +84,7 @@ impl DetectionMetrics {
 }
 
 /// Builds the detectors and learns their baselines from the lake's
-/// learning window before now.
+/// learning window, which ends at the newest stored event.
 pub(crate) async fn warmed_engine(
     data_dir: &Path,
     config: &DetectConfig,
@@ -93,8 +93,8 @@ pub(crate) async fn warmed_engine(
         .await
         .context("cannot open the lake")?;
     let mut engine = Engine::new(config).context("invalid detection configuration")?;
-    let run = engine
-        .warm_up(&service, Utc::now())
+    let (run, _) = engine
+        .warm_up_to_latest(&service)
         .await
         .context("cannot learn baselines from the lake")?;
     Ok((engine, run))

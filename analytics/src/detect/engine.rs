@@ -139,6 +139,21 @@ impl Engine {
         Ok(run)
     }
 
+    /// Warms the baselines up with the learning window that ends at the
+    /// newest stored event: what the live service does at start, so a lake
+    /// whose history stopped a while ago still gives baselines. Returns the
+    /// run and the end of the window (now for an empty lake).
+    pub async fn warm_up_to_latest(
+        &mut self,
+        service: &QueryService,
+    ) -> Result<(DetectRun, DateTime<Utc>), DetectError> {
+        let latest = latest_event_time(service).await?;
+        // Just past the newest event, so it is learned too.
+        let until = latest.map_or_else(Utc::now, |t| t + chrono::Duration::microseconds(1));
+        let run = self.warm_up(service, until).await?;
+        Ok((run, until))
+    }
+
     /// Scores everything from `since` on (all history when `None`), batch
     /// by batch, after warming up on the learning window before it. Each
     /// batch's findings go to `on_findings` as soon as they are known.
@@ -163,6 +178,23 @@ impl Engine {
         .await?;
         Ok(run)
     }
+}
+
+/// The newest `event_time` in the lake, if it holds any event.
+async fn latest_event_time(service: &QueryService) -> Result<Option<DateTime<Utc>>, DetectError> {
+    use datafusion::arrow::array::{Array, TimestampMicrosecondArray};
+    let output = service
+        .query("SELECT max(event_time) AS latest FROM events")
+        .await?;
+    Ok(output.batches.first().and_then(|batch| {
+        let column = batch.column(0);
+        let times = column
+            .as_any()
+            .downcast_ref::<TimestampMicrosecondArray>()?;
+        (!times.is_empty() && times.is_valid(0))
+            .then(|| DateTime::from_timestamp_micros(times.value(0)))
+            .flatten()
+    }))
 }
 
 /// The history query: detector columns, time-ordered, optionally bounded.
