@@ -138,29 +138,11 @@ linger_ms = 100
 }
 
 fn wait_for_count(lake: &Path, expected: u64, within: Duration) -> u64 {
-    let deadline = Instant::now() + within;
-    loop {
-        let stored = if lake.join("events").exists() {
-            count(lake, "SELECT count(*) AS n FROM events")
-        } else {
-            0
-        };
-        if stored >= expected || Instant::now() > deadline {
-            return stored;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    }
+    support::wait_for_count(lake, "SELECT count(*) AS n FROM events", expected, within)
 }
 
 fn metric(server: &Server, series: &str) -> f64 {
-    let text = reqwest::blocking::get(server.url("/metrics"))
-        .and_then(|r| r.text())
-        .expect("metrics");
-    // Sums every sample of the series whose labels start as given.
-    text.lines()
-        .filter(|line| line.starts_with(series))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    support::metric_sum(server, series)
 }
 
 #[test]

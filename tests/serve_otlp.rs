@@ -6,7 +6,7 @@
 mod support;
 
 use std::collections::HashMap;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use opentelemetry::trace::{Span, TraceContextExt, Tracer, TracerProvider as _};
 use opentelemetry::{Context, KeyValue};
@@ -93,28 +93,11 @@ fn resource() -> Resource {
 }
 
 fn wait_for(lake: &std::path::Path, query: &str, expected: u64) -> u64 {
-    let deadline = Instant::now() + Duration::from_secs(60);
-    loop {
-        let found = if lake.join("events").exists() {
-            count(lake, query)
-        } else {
-            0
-        };
-        if found >= expected || Instant::now() > deadline {
-            return found;
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
+    support::wait_for_count(lake, query, expected, Duration::from_secs(60))
 }
 
 fn metric(server: &Server, series: &str) -> f64 {
-    let text = reqwest::blocking::get(server.url("/metrics"))
-        .and_then(|r| r.text())
-        .expect("metrics");
-    text.lines()
-        .filter(|line| line.starts_with(series))
-        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+    support::metric_sum(server, series)
 }
 
 #[test]

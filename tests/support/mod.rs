@@ -191,6 +191,35 @@ pub(crate) fn count(data_dir: &Path, query: &str) -> u64 {
         .unwrap_or_else(|| panic!("{query}: no count in {rows:?}"))
 }
 
+/// Waits until `query` (a count) reaches `expected` or `within` passes;
+/// returns the last count.
+pub(crate) fn wait_for_count(data_dir: &Path, query: &str, expected: u64, within: Duration) -> u64 {
+    let deadline = Instant::now() + within;
+    loop {
+        let found = if data_dir.join("events").exists() {
+            count(data_dir, query)
+        } else {
+            0
+        };
+        if found >= expected || Instant::now() > deadline {
+            return found;
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// The sum of every `/metrics` sample whose line starts with `series`
+/// (a name, optionally with the first labels).
+pub(crate) fn metric_sum(server: &Server, series: &str) -> f64 {
+    let text = reqwest::blocking::get(server.url("/metrics"))
+        .and_then(|r| r.text())
+        .expect("metrics");
+    text.lines()
+        .filter(|line| line.starts_with(series))
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
 /// GitHub's `X-Hub-Signature-256` value for `body`.
 pub(crate) fn github_signature(secret: &str, body: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("any key length");

@@ -373,25 +373,35 @@ fn http_success(protobuf: bool, message: &impl Message, json: serde_json::Value)
     }
 }
 
+/// Authenticates an OTLP/HTTP request and reads its encoding and body.
+fn http_request(
+    receiver: &OtlpReceiver,
+    headers: &HeaderMap,
+    body: Bytes,
+) -> Result<(bool, Bytes), Box<Response>> {
+    let authorization = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok());
+    if !receiver.authorized(authorization) {
+        return Err(Box::new(http_refusal(receiver, Refusal::Unauthenticated)));
+    }
+    let Some(protobuf) = http_encoding(headers) else {
+        return Err(Box::new(status_text(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "Content-Type must be application/x-protobuf or application/json".into(),
+        )));
+    };
+    let body = http_body(headers, body, receiver.inner.max_body_bytes)?;
+    Ok((protobuf, body))
+}
+
 async fn http_traces(
     State(receiver): State<OtlpReceiver>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if !receiver.authorized(authorization) {
-        return http_refusal(&receiver, Refusal::Unauthenticated);
-    }
-    let Some(protobuf) = http_encoding(&headers) else {
-        return status_text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/x-protobuf or application/json".into(),
-        );
-    };
-    let body = match http_body(&headers, body, receiver.inner.max_body_bytes) {
-        Ok(body) => body,
+    let (protobuf, body) = match http_request(&receiver, &headers, body) {
+        Ok(request) => request,
         Err(response) => return *response,
     };
     match receiver.export_traces(body, protobuf).await {
@@ -417,20 +427,8 @@ async fn http_logs(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    let authorization = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok());
-    if !receiver.authorized(authorization) {
-        return http_refusal(&receiver, Refusal::Unauthenticated);
-    }
-    let Some(protobuf) = http_encoding(&headers) else {
-        return status_text(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "Content-Type must be application/x-protobuf or application/json".into(),
-        );
-    };
-    let body = match http_body(&headers, body, receiver.inner.max_body_bytes) {
-        Ok(body) => body,
+    let (protobuf, body) = match http_request(&receiver, &headers, body) {
+        Ok(request) => request,
         Err(response) => return *response,
     };
     match count_log_records(&body, protobuf) {
