@@ -100,14 +100,14 @@ pub(crate) struct OnlineConfig {
     pub(crate) enabled: bool,
     /// Baselines are rebuilt from the lake's learning window this often,
     /// so history older than the window stops counting.
-    pub(crate) baseline_refresh_hours: u64,
+    pub(crate) baseline_refresh_secs: u64,
 }
 
 impl Default for OnlineConfig {
     fn default() -> Self {
         OnlineConfig {
             enabled: true,
-            baseline_refresh_hours: 24,
+            baseline_refresh_secs: 86_400,
         }
     }
 }
@@ -158,8 +158,8 @@ impl ProcessConfig {
             ("intake.queue_events", self.intake.queue_events as u64),
             ("intake.feed_batches", self.intake.feed_batches as u64),
             (
-                "online.baseline_refresh_hours",
-                self.online.baseline_refresh_hours,
+                "online.baseline_refresh_secs",
+                self.online.baseline_refresh_secs,
             ),
         ];
         for (name, value) in positive {

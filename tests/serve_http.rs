@@ -550,3 +550,40 @@ fn baselines_learn_from_history_that_ended_long_ago() {
     assert_eq!(learned, in_window);
     assert!(server.stop().success());
 }
+
+#[test]
+fn baselines_are_rebuilt_in_the_background_while_scoring_goes_on() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lake = dir.path().join("lake");
+    let server = Server::start(
+        &lake,
+        &config("[online]\nbaseline_refresh_secs = 1\n"),
+        &env(),
+    );
+    let body = sample("github-webhooks/workflow_job.completed.success.json");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut delivery = 0;
+    loop {
+        // Scoring keeps working across rebuilds.
+        delivery += 1;
+        let (status, _) = post_github(
+            &server,
+            "workflow_job",
+            &format!("rebuild-{delivery}"),
+            &body,
+            GITHUB_SECRET,
+        );
+        assert_eq!(status, StatusCode::OK);
+        let text = metrics(&server);
+        if metric(&text, "pipewatch_detect_baseline_rebuilds_total") >= 2.0 {
+            assert!(
+                metric(&text, "pipewatch_detect_batches_total") >= 1.0,
+                "{text}"
+            );
+            break;
+        }
+        assert!(Instant::now() < deadline, "no rebuild happened:\n{text}");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert!(server.stop().success());
+}

@@ -98,7 +98,7 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             store: AlertStore::open(&data_dir).context("cannot open the alert store")?,
             config: config.detection.clone(),
             data_dir: data_dir.clone(),
-            refresh: Duration::from_secs(process.online.baseline_refresh_hours * 3600),
+            refresh: Duration::from_secs(process.online.baseline_refresh_secs),
             metrics: detection_metrics,
         })
     } else {
