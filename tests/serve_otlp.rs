@@ -297,6 +297,80 @@ fn json_traces_are_stored_logs_counted_and_bad_input_refused() {
     );
 }
 
+/// A pipeline-run span with the given trace id.
+fn run_span(run_id: &str, trace_id: Vec<u8>) -> opentelemetry_proto::tonic::trace::v1::Span {
+    use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue, any_value};
+    opentelemetry_proto::tonic::trace::v1::Span {
+        trace_id,
+        span_id: run_id.bytes().cycle().take(8).collect(),
+        name: "pipeline".into(),
+        start_time_unix_nano: 1_764_000_000_000_000_000,
+        end_time_unix_nano: 1_764_000_060_000_000_000,
+        attributes: vec![KeyValue {
+            key: "cicd.pipeline.run.id".into(),
+            value: Some(AnyValue {
+                value: Some(any_value::Value::StringValue(run_id.into())),
+            }),
+            ..Default::default()
+        }],
+        ..Default::default()
+    }
+}
+
+fn export_of(spans: Vec<opentelemetry_proto::tonic::trace::v1::Span>) -> ExportTraceServiceRequest {
+    ExportTraceServiceRequest {
+        resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
+            scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
+                spans,
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    }
+}
+
+fn authorized<T>(message: T) -> tonic::Request<T> {
+    let mut request = tonic::Request::new(message);
+    request.metadata_mut().insert(
+        "authorization",
+        format!("Bearer {TOKEN}").parse().expect("metadata"),
+    );
+    request
+}
+
+#[test]
+fn malformed_spans_are_invalid_argument_and_partial_exports_say_what_was_rejected() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lake = dir.path().join("lake");
+    let server = start(&lake, "");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    let endpoint = grpc_endpoint(&server);
+    let (malformed, partial) = runtime.block_on(async {
+        let mut client = TraceServiceClient::connect(endpoint)
+            .await
+            .expect("connect");
+        // A trace id must be 16 bytes.
+        let malformed = client
+            .export(authorized(export_of(vec![run_span("31", vec![7; 3])])))
+            .await;
+        let partial = client
+            .export(authorized(export_of(vec![
+                run_span("32", vec![8; 16]),
+                run_span("33", vec![9; 5]),
+            ])))
+            .await;
+        (malformed, partial)
+    });
+    let status = malformed.expect_err("refused");
+    assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
+    assert!(status.message().contains("traceId"), "{status:?}");
+    let response = partial.expect("accepted in part").into_inner();
+    assert_eq!(response.partial_success.map(|p| p.rejected_spans), Some(1));
+    assert!(server.stop().success());
+    assert_eq!(count(&lake, "SELECT count(*) AS n FROM pipeline_runs"), 1);
+    assert_eq!(count(&lake, "SELECT count(*) AS n FROM dead_letters"), 2);
+}
+
 #[test]
 fn overload_answers_grpc_unavailable() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -304,39 +378,7 @@ fn overload_answers_grpc_unavailable() {
     let server = start(&lake, "[intake]\nqueue_events = 1\nlinger_ms = 1500\n");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     let endpoint = grpc_endpoint(&server);
-    let request = |run_id: &str| {
-        let provider_request = ExportTraceServiceRequest {
-            resource_spans: vec![opentelemetry_proto::tonic::trace::v1::ResourceSpans {
-                scope_spans: vec![opentelemetry_proto::tonic::trace::v1::ScopeSpans {
-                    spans: vec![opentelemetry_proto::tonic::trace::v1::Span {
-                        trace_id: vec![1; 16],
-                        span_id: run_id.as_bytes().iter().copied().cycle().take(8).collect(),
-                        name: "pipeline".into(),
-                        start_time_unix_nano: 1_764_000_000_000_000_000,
-                        end_time_unix_nano: 1_764_000_060_000_000_000,
-                        attributes: vec![
-                            opentelemetry_proto::tonic::common::v1::KeyValue {
-                                key: "cicd.pipeline.run.id".into(),
-                                value: Some(opentelemetry_proto::tonic::common::v1::AnyValue {
-                                    value: Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(run_id.into())),
-                                }),
-                                ..Default::default()
-                            },
-                        ],
-                        ..Default::default()
-                    }],
-                    ..Default::default()
-                }],
-                ..Default::default()
-            }],
-        };
-        let mut request = tonic::Request::new(provider_request);
-        request.metadata_mut().insert(
-            "authorization",
-            format!("Bearer {TOKEN}").parse().expect("metadata"),
-        );
-        request
-    };
+    let request = |run_id: &str| authorized(export_of(vec![run_span(run_id, vec![1; 16])]));
     let (first, second) = runtime.block_on(async {
         let client = TraceServiceClient::connect(endpoint)
             .await
