@@ -33,6 +33,7 @@ pub struct IntakeSettings {
     pub batch_events: usize,
     /// How long the committer waits for more submissions before it commits
     /// what it holds: fewer, larger files at the cost of this much latency.
+    /// At zero, submissions that arrive during a commit share the next one.
     pub linger: Duration,
     /// Most events decoded and not yet committed; beyond it sources refuse.
     pub queue_events: usize,
@@ -45,7 +46,7 @@ impl Default for IntakeSettings {
     fn default() -> Self {
         IntakeSettings {
             batch_events: 10_000,
-            linger: Duration::from_millis(20),
+            linger: Duration::ZERO,
             queue_events: 100_000,
             feed_batches: 64,
         }
