@@ -14,6 +14,7 @@ pub mod alerts;
 pub mod detect;
 pub mod eval;
 pub mod metrics;
+pub mod notify;
 pub mod query;
 
 pub use metrics::{METRICS, Metric, MetricsError, MetricsReport, Scope, Window, run_metrics};

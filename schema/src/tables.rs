@@ -119,6 +119,9 @@ pub fn alerts_schema() -> arrow_schema::SchemaRef {
         Field::new("status", DataType::Utf8, false),
         Field::new("status_reason", DataType::Utf8, true),
         Field::new("suppressed_until", time(), true),
+        Field::new("category", DataType::Utf8, true),
+        Field::new("organisation", DataType::Utf8, true),
+        Field::new("repository", DataType::Utf8, true),
     ]))
 }
 
@@ -137,4 +140,40 @@ mod tests {
             );
         }
     }
+}
+
+/// The notification outbox, one row per message to a destination.
+pub const NOTIFICATIONS: &str = "notifications";
+
+/// Arrow schema of the `notifications` table.
+pub fn notifications_schema() -> arrow_schema::SchemaRef {
+    use arrow_schema::{DataType, Field, Schema, TimeUnit};
+    let time = || DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into()));
+    std::sync::Arc::new(Schema::new(vec![
+        Field::new("notification_id", DataType::Int64, false),
+        Field::new("alert_id", DataType::Utf8, true),
+        Field::new("route", DataType::Utf8, false),
+        Field::new("destination", DataType::Utf8, false),
+        Field::new("kind", DataType::Utf8, false),
+        Field::new("action", DataType::Utf8, false),
+        Field::new("status", DataType::Utf8, false),
+        Field::new("created_at", time(), false),
+        Field::new("due_at", time(), false),
+        Field::new("attempts", DataType::Int64, false),
+        Field::new("first_attempt_at", time(), true),
+        Field::new("last_attempt_at", time(), true),
+        Field::new("delivered_at", time(), true),
+        Field::new("response_status", DataType::Int64, true),
+        Field::new("last_error", DataType::Utf8, true),
+        Field::new("digest_id", DataType::Int64, true),
+        Field::new(
+            "digest_alerts",
+            DataType::List(std::sync::Arc::new(Field::new(
+                "item",
+                DataType::Utf8,
+                true,
+            ))),
+            false,
+        ),
+    ]))
 }

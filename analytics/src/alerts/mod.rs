@@ -8,6 +8,7 @@ use chrono::{DateTime, Utc};
 use pipewatch_schema::Severity;
 
 pub use store::{AlertFilter, AlertStore, CONTROL_DB, RecordSummary, alerts_batch};
+pub(crate) use store::{from_micros, micros, read_alert};
 
 /// Errors of the alert store.
 #[derive(Debug, thiserror::Error)]
@@ -114,6 +115,8 @@ pub struct Alert {
     pub status: AlertStatus,
     pub status_reason: Option<String>,
     pub suppressed_until: Option<DateTime<Utc>>,
+    /// Organisation, repository and category of the event that raised it.
+    pub scope: crate::detect::FindingScope,
 }
 
 /// A recorded status change.

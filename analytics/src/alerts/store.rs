@@ -10,12 +10,13 @@ use datafusion::arrow::array::{
     TimestampMicrosecondArray,
 };
 use datafusion::arrow::record_batch::RecordBatch;
-use pipewatch_schema::Severity;
+use pipewatch_schema::{Category, Severity};
 use rusqlite::{Connection, OptionalExtension, params};
 use sha2::{Digest, Sha256};
 
 use super::{Alert, AlertError, AlertStatus, StateChange};
-use crate::detect::Finding;
+use crate::detect::{Finding, FindingScope};
+use crate::notify::Routing;
 
 /// File name of the control database inside the data directory.
 pub const CONTROL_DB: &str = "control.sqlite";
@@ -40,7 +41,10 @@ CREATE TABLE IF NOT EXISTS alerts (
     findings INTEGER NOT NULL,
     status TEXT NOT NULL,
     status_reason TEXT,
-    suppressed_until INTEGER
+    suppressed_until INTEGER,
+    category TEXT,
+    organisation TEXT,
+    repository TEXT
 );
 CREATE INDEX IF NOT EXISTS alerts_by_entity ON alerts (detector, entity, last_event_time);
 CREATE TABLE IF NOT EXISTS alert_evidence (
@@ -80,18 +84,42 @@ pub struct AlertFilter {
     pub limit: Option<usize>,
 }
 
+/// Columns added after the first release; older databases gain them on open.
+const SCOPE_COLUMNS: &[&str] = &["category", "organisation", "repository"];
+
 /// Alerts in the control database.
 #[derive(Debug)]
 pub struct AlertStore {
     connection: Connection,
     path: PathBuf,
+    /// When set, every new or escalated alert is queued for the routes it
+    /// matches in the same transaction that stores it.
+    routing: Option<Arc<Routing>>,
 }
 
-fn micros(t: DateTime<Utc>) -> i64 {
+/// Adds the `columns` (as nullable text) that `table` lacks.
+fn add_missing_columns(
+    connection: &Connection,
+    table: &str,
+    columns: &[&str],
+) -> rusqlite::Result<()> {
+    let mut statement = connection.prepare(&format!("PRAGMA table_info({table})"))?;
+    let present: Vec<String> = statement
+        .query_map([], |row| row.get::<_, String>(1))?
+        .collect::<Result<_, _>>()?;
+    for column in columns {
+        if !present.iter().any(|p| p == column) {
+            connection.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {column} TEXT"))?;
+        }
+    }
+    Ok(())
+}
+
+pub(crate) fn micros(t: DateTime<Utc>) -> i64 {
     t.timestamp_micros()
 }
 
-fn from_micros(v: i64) -> DateTime<Utc> {
+pub(crate) fn from_micros(v: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_micros(v).unwrap_or_default()
 }
 
@@ -138,7 +166,26 @@ impl AlertStore {
         connection
             .execute_batch(SCHEMA)
             .map_err(|e| db_error(&path, e))?;
-        Ok(AlertStore { connection, path })
+        add_missing_columns(&connection, "alerts", SCOPE_COLUMNS)
+            .map_err(|e| db_error(&path, e))?;
+        crate::notify::outbox::create(&connection).map_err(|e| db_error(&path, e))?;
+        Ok(AlertStore {
+            connection,
+            path,
+            routing: None,
+        })
+    }
+
+    /// Queues every new or escalated alert for the notification routes it
+    /// matches, atomically with storing it.
+    pub fn with_routing(mut self, routing: Arc<Routing>) -> Self {
+        self.routing = Some(routing);
+        self
+    }
+
+    /// The control database's file.
+    pub fn path(&self) -> &Path {
+        &self.path
     }
 
     fn error(&self, e: rusqlite::Error) -> AlertError {
@@ -182,22 +229,24 @@ impl AlertStore {
             }
             let t = micros(finding.event_time);
             let window = group_window.num_microseconds().unwrap_or(i64::MAX / 4);
-            let group: Option<(String, f64, String)> = tx
+            let group: Option<(String, f64, String, i64)> = tx
                 .query_row(
-                    "SELECT alert_id, score, evidence FROM alerts
+                    "SELECT alert_id, score, evidence, severity FROM alerts
                      WHERE detector = ?1 AND entity = ?2 AND (
                         (status IN ('open', 'acknowledged')
                             AND last_event_time >= ?3 - ?4 AND event_time <= ?3 + ?4)
                         OR (status = 'suppressed' AND suppressed_until > ?3))
                      ORDER BY last_event_time DESC LIMIT 1",
                     params![finding.detector, finding.entity, t, window],
-                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?)),
+                    |row| Ok((row.get(0)?, row.get(1)?, row.get(2)?, row.get(3)?)),
                 )
                 .optional()
                 .map_err(|e| db_error(&path, e))?;
             let explanation = finding.explanation.render();
+            let escalated;
             let alert = match group {
-                Some((alert, score, evidence)) => {
+                Some((alert, score, evidence, old_severity)) => {
+                    escalated = severity_rank(finding.severity) > old_severity;
                     let mut ids: Vec<String> = serde_json::from_str(&evidence).unwrap_or_default();
                     for id in &finding.evidence {
                         if ids.len() < MAX_EVIDENCE && !ids.contains(id) {
@@ -243,8 +292,10 @@ impl AlertStore {
                         }
                     }
                     tx.execute(
-                        "INSERT OR IGNORE INTO alerts VALUES
-                            (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?6, ?7, ?8, ?9, ?10, 1, 'open', NULL, NULL)",
+                        "INSERT OR IGNORE INTO alerts (alert_id, detector, severity, score,
+                            created_at, updated_at, event_time, last_event_time, title, explanation,
+                            entity, evidence, findings, status, category, organisation, repository)
+                         VALUES (?1, ?2, ?3, ?4, ?5, ?5, ?6, ?6, ?7, ?8, ?9, ?10, 1, 'open', ?11, ?12, ?13)",
                         params![
                             id,
                             finding.detector,
@@ -255,14 +306,29 @@ impl AlertStore {
                             finding.title,
                             explanation,
                             finding.entity,
-                            serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into())
+                            serde_json::to_string(&ids).unwrap_or_else(|_| "[]".into()),
+                            finding.scope.category.map(|c| c.as_str()),
+                            finding.scope.organisation,
+                            finding.scope.repository
                         ],
                     )
                     .map_err(|e| db_error(&path, e))?;
                     summary.new += 1;
+                    escalated = true;
                     id
                 }
             };
+            if escalated && let Some(routing) = &self.routing {
+                let stored = tx
+                    .query_row(
+                        "SELECT * FROM alerts WHERE alert_id = ?1",
+                        params![alert],
+                        read_alert,
+                    )
+                    .map_err(|e| db_error(&path, e))?;
+                crate::notify::outbox::enqueue_alert(&tx, routing, &stored, now)
+                    .map_err(|e| db_error(&path, e))?;
+            }
             let mut insert = tx
                 .prepare_cached("INSERT OR IGNORE INTO alert_evidence VALUES (?1, ?2)")
                 .map_err(|e| db_error(&path, e))?;
@@ -380,6 +446,8 @@ impl AlertStore {
             ],
         )
         .map_err(|e| db_error(&path, e))?;
+        crate::notify::outbox::enqueue_status_change(&tx, alert_id, to, now)
+            .map_err(|e| db_error(&path, e))?;
         tx.commit().map_err(|e| db_error(&path, e))?;
         Ok(StateChange {
             alert_id: alert_id.to_owned(),
@@ -444,7 +512,7 @@ impl AlertStore {
     }
 }
 
-fn read_alert(row: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
+pub(crate) fn read_alert(row: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
     let evidence: String = row.get("evidence")?;
     let status: String = row.get("status")?;
     Ok(Alert {
@@ -466,6 +534,13 @@ fn read_alert(row: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
         suppressed_until: row
             .get::<_, Option<i64>>("suppressed_until")?
             .map(from_micros),
+        scope: FindingScope {
+            category: row
+                .get::<_, Option<String>>("category")?
+                .and_then(|c| Category::parse(&c)),
+            organisation: row.get("organisation")?,
+            repository: row.get("repository")?,
+        },
     })
 }
 
@@ -522,6 +597,24 @@ pub fn alerts_batch(alerts: &[Alert]) -> Result<RecordBatch, AlertError> {
                 .collect::<Vec<_>>(),
         )),
         time(&|a| a.suppressed_until),
+        Arc::new(StringArray::from(
+            alerts
+                .iter()
+                .map(|a| a.scope.category.map(|c| c.as_str()))
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            alerts
+                .iter()
+                .map(|a| a.scope.organisation.as_deref())
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            alerts
+                .iter()
+                .map(|a| a.scope.repository.as_deref())
+                .collect::<Vec<_>>(),
+        )),
     ];
     RecordBatch::try_new(pipewatch_schema::tables::alerts_schema(), columns)
         .map_err(|e| AlertError::Arrow(e.to_string()))
@@ -549,6 +642,7 @@ mod tests {
         score: f64,
     ) -> Finding {
         Finding {
+            scope: Default::default(),
             detector: "secret_bulk_read",
             severity,
             score,

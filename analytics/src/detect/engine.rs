@@ -11,7 +11,7 @@ use pipewatch_schema::Category;
 use super::config::{CommonParams, DetectConfig, EngineParams, ParamError};
 use super::registry::{BuiltDetector, build_detectors};
 use super::row::{DETECTOR_COLUMNS, rows_from_batch};
-use super::{EventRow, Finding, Phase};
+use super::{EventRow, Finding, FindingScope, Phase};
 use crate::query::{QueryError, QueryService};
 
 /// Errors of a detection run.
@@ -115,7 +115,14 @@ impl Engine {
                         enabled: true,
                         allow: &built.allow,
                     };
-                    out.extend(found.drain(..).filter(|f| !common.allows(&f.entity)));
+                    out.extend(found.drain(..).filter(|f| !common.allows(&f.entity)).map(
+                        |mut f| {
+                            if f.scope == FindingScope::default() {
+                                f.scope = FindingScope::of(row);
+                            }
+                            f
+                        },
+                    ));
                 }
             }
         }

@@ -2,7 +2,9 @@
 //! that explain it and the events that prove it.
 
 use chrono::{DateTime, Utc};
-use pipewatch_schema::Severity;
+use pipewatch_schema::{Category, Severity};
+
+use super::EventRow;
 
 /// Why a finding is unusual, in plain words an on-call engineer can act on.
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -55,4 +57,27 @@ pub struct Finding {
     pub explanation: Explanation,
     /// `event_id`s of the events that show it, most telling first.
     pub evidence: Vec<String>,
+    /// Where it happened; the engine fills it from the event that raised
+    /// the finding, so detectors need not.
+    pub scope: FindingScope,
+}
+
+/// The organisation, repository and category of the event that raised a
+/// finding: what notification routes match on.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct FindingScope {
+    pub category: Option<Category>,
+    pub organisation: Option<String>,
+    pub repository: Option<String>,
+}
+
+impl FindingScope {
+    /// The scope of `event`.
+    pub fn of(event: &EventRow) -> Self {
+        FindingScope {
+            category: Some(event.category),
+            organisation: event.org.clone(),
+            repository: event.repo.clone(),
+        }
+    }
 }

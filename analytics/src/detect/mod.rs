@@ -48,7 +48,7 @@ use pipewatch_schema::Category;
 
 pub use config::{CommonParams, DetectConfig, DetectorConfig, ParamError};
 pub use engine::{DetectError, DetectRun, Engine};
-pub use finding::{Explanation, Finding};
+pub use finding::{Explanation, Finding, FindingScope};
 pub use registry::{DetectorKind, build_detectors};
 pub use row::{EventRow, rows_from_batch};
 

@@ -10,13 +10,13 @@ use datafusion::prelude::SessionContext;
 use datafusion::sql::parser::{DFParser, Statement as DfStatement};
 use datafusion::sql::sqlparser::ast::Statement as SqlStatement;
 use datafusion::sql::sqlparser::dialect::PostgreSqlDialect;
-use pipewatch_schema::tables::{ALERTS, CATEGORY_VIEWS, DEAD_LETTERS, EVENTS};
+use pipewatch_schema::tables::{ALERTS, CATEGORY_VIEWS, DEAD_LETTERS, EVENTS, NOTIFICATIONS};
 
 use super::QueryError;
 
 /// The tables and views a query may read.
 pub fn allowed_tables() -> Vec<&'static str> {
-    [EVENTS, DEAD_LETTERS, ALERTS]
+    [EVENTS, DEAD_LETTERS, ALERTS, NOTIFICATIONS]
         .into_iter()
         .chain(CATEGORY_VIEWS.iter().map(|v| v.name))
         .collect()

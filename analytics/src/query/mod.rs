@@ -145,6 +145,7 @@ impl QueryService {
         }
         register_dead_letters(&ctx, data_dir).map_err(|e| lake_error(e.to_string()))?;
         register_alerts(&ctx, data_dir).map_err(lake_error)?;
+        register_notifications(&ctx, data_dir).map_err(lake_error)?;
         for view in CATEGORY_VIEWS {
             let categories: Vec<String> = view
                 .categories
@@ -264,6 +265,17 @@ fn register_alerts(ctx: &SessionContext, data_dir: &Path) -> Result<(), String> 
     };
     let table = MemTable::try_new(schema, vec![batches]).map_err(|e| e.to_string())?;
     ctx.register_table(pipewatch_schema::tables::ALERTS, Arc::new(table))
+        .map_err(|e| e.to_string())?;
+    Ok(())
+}
+
+/// The notification outbox as a table (a snapshot taken when the service
+/// opens): what was sent where, what is pending, what failed and why.
+fn register_notifications(ctx: &SessionContext, data_dir: &Path) -> Result<(), String> {
+    let records = crate::notify::notifications(data_dir).map_err(|e| e.to_string())?;
+    let batch = crate::notify::notifications_batch(&records).map_err(|e| e.to_string())?;
+    let table = MemTable::try_new(batch.schema(), vec![vec![batch]]).map_err(|e| e.to_string())?;
+    ctx.register_table(pipewatch_schema::tables::NOTIFICATIONS, Arc::new(table))
         .map_err(|e| e.to_string())?;
     Ok(())
 }

@@ -301,6 +301,7 @@ fn judge(
     let first = state.window.front().map_or(event.event_time, |t| t.time);
     let minutes = ((event.event_time - first).num_seconds() as f64 / 60.0).max(0.1);
     Some(Finding {
+        scope: Default::default(),
         detector: NAME,
         severity,
         score: ratio,

@@ -218,6 +218,7 @@ impl BigBangDeploy {
             _ => "without a progressive step",
         };
         Some(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: -chance.ln() + if kind == Rollout::AllAtOnce { 1.0 } else { 0.0 },

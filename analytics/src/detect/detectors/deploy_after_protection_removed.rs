@@ -288,6 +288,7 @@ fn finding(
         _ => "removed",
     };
     Finding {
+        scope: Default::default(),
         detector: NAME,
         severity,
         // Sooner after the removal is more telling.

@@ -332,6 +332,7 @@ impl DeployWithoutApproval {
         let observed =
             format!("{actor}'s deployment of {repo} to {env} created at {when} UTC {what}");
         Some(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score,

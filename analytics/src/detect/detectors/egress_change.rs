@@ -324,6 +324,7 @@ impl Detector for EgressChange {
             n => format!("{n} other jobs of the organisation contact it"),
         };
         out.push(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: -p.max(1e-300).log10(),

@@ -361,6 +361,7 @@ impl Detector for FindingSpike {
             );
         }
         out.push(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: -log10_p,

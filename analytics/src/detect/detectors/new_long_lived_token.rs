@@ -268,6 +268,7 @@ impl NewLongLivedToken {
             .map(|t| format!(" \"{t}\""))
             .unwrap_or_default();
         Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: 1.0 / (1.0 + earlier as f64)

@@ -196,6 +196,7 @@ impl NewSelfHostedRunner {
             };
             let actor = event.actor.as_deref().unwrap_or("someone");
             out.push(Finding {
+                scope: Default::default(),
                 detector: NAME,
                 severity,
                 score: 1.0 / (1.0 + earlier as f64),
@@ -325,6 +326,7 @@ impl NewSelfHostedRunner {
             String::new()
         };
         Finding {
+            scope: Default::default(),
             detector: NAME,
             severity: if registration.is_some() {
                 Severity::High

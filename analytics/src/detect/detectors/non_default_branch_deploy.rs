@@ -278,6 +278,7 @@ impl NonDefaultBranchDeploy {
         let via = event.cicd_pipeline_name.as_deref().unwrap_or(&event.action);
         let share = (f64::from(local.other) + 0.5) / (f64::from(local.total()) + 1.0);
         Some(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: -share.log10(),
@@ -356,6 +357,7 @@ impl NonDefaultBranchDeploy {
         let envs = guarded.join(", ");
         let total = workflow.runs.total();
         Some(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: -(0.5 / (f64::from(total) + 1.0)).log10(),

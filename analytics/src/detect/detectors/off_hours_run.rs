@@ -243,6 +243,7 @@ impl OffHoursRun {
             unusual.push_str("; kept low because the workflow has no earlier runs");
         }
         Some(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: f64::from(gap) + (f64::from(n)).log10(),

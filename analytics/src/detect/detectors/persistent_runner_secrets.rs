@@ -317,6 +317,7 @@ impl PersistentRunnerSecrets {
         let persistent_before = names.persistent_runs.saturating_sub(1);
         let secret = event.target_name.as_deref().unwrap_or("a secret");
         Some(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: -job_rate.min(runner_rate).ln(),

@@ -272,6 +272,7 @@ impl Detector for PolicyFailureSpike {
         }
         let since = history.window.front().map_or(check.time, |c| c.time);
         out.push(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: -log10_p,

@@ -325,6 +325,7 @@ impl ProtectionWeakened {
         };
         let weight = if severity >= Severity::High { 2.0 } else { 1.0 };
         Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: weight / (1.0 + earlier as f64),

@@ -523,6 +523,7 @@ impl ResourceAnomaly {
         };
         let score = farness.unwrap_or(z_up);
         Some(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score,

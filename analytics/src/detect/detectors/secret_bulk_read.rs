@@ -335,6 +335,7 @@ fn finding(
         String::new()
     };
     Finding {
+        scope: Default::default(),
         detector: NAME,
         severity,
         score: ratio,

@@ -320,6 +320,7 @@ fn finding(
         None => key.to_owned(),
     };
     Finding {
+        scope: Default::default(),
         detector: NAME,
         severity,
         score: -tail.max(1e-300).log10(),

@@ -349,6 +349,7 @@ fn finding(
         Class::Machine => consumer.to_owned(),
     };
     Finding {
+        scope: Default::default(),
         detector: NAME,
         severity,
         score: -probability.log10(),

@@ -310,6 +310,7 @@ impl SecretOffHours {
         let secret = event.target_name.as_deref().unwrap_or("-");
         let kind = if person { "" } else { " (automation)" };
         Some(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: distance,

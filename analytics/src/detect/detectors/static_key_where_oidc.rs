@@ -190,6 +190,7 @@ fn finding(
         .as_deref()
         .unwrap_or("an unknown address");
     Finding {
+        scope: Default::default(),
         detector: NAME,
         severity,
         score: -p.log10(),

@@ -257,6 +257,7 @@ impl UnexpectedTrigger {
         }
         let rarity = (f64::from(count) + 0.5) / (f64::from(history.total) + 1.0);
         Some(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: -rarity.log10() + if privileged && from_fork { 2.0 } else { 0.0 },

@@ -219,6 +219,7 @@ impl Detector for VaultRootToken {
             None => "the first request of this token".into(),
         };
         out.push(Finding {
+            scope: Default::default(),
             detector: NAME,
             severity,
             score: if severity == Severity::Critical { 10.0 } else { 8.0 },

@@ -1,0 +1,3 @@
+//! Shared by the analytics integration tests.
+
+pub(crate) mod provider;
