@@ -1,7 +1,7 @@
 //! The configuration file of `pipewatch serve` (and `detect`): process
 //! settings in `[server]`, `[intake]` and `[online]`, the `[[sources]]` to
-//! run, and detection in `[detect]` / `[detectors.*]`. Unknown keys are
-//! refused by name.
+//! run, detection in `[detect]` / `[detectors.*]`, and alert delivery in
+//! `[notify]`. Unknown keys are refused by name.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -9,8 +9,10 @@ use std::time::Duration;
 
 use anyhow::Context;
 use pipewatch_analytics::detect::DetectConfig;
+use pipewatch_analytics::notify::{NotifyConfig, Routing};
 use pipewatch_ingest::intake::IntakeSettings;
 use pipewatch_ingest::source::SourceConfig;
+use pipewatch_ingest::source::secret::SecretRef;
 use serde::Deserialize;
 
 /// Everything one configuration file says.
@@ -18,6 +20,7 @@ use serde::Deserialize;
 pub(crate) struct Config {
     pub(crate) process: ProcessConfig,
     pub(crate) detection: DetectConfig,
+    pub(crate) notify: NotifyConfig,
 }
 
 /// The tables other than detection.
@@ -136,10 +139,50 @@ impl Config {
             }
         }
         let detection = DetectConfig::from_toml(&toml::to_string(&detection)?)?;
+        let notify: NotifyConfig = match table.remove("notify") {
+            Some(value) => value.try_into().context("in [notify]")?,
+            None => NotifyConfig::default(),
+        };
+        notify.check()?;
+        for destination in &notify.destinations {
+            for (setting, reference) in destination.secret_references() {
+                SecretRef::try_from(reference.to_owned()).map_err(|e| {
+                    anyhow::anyhow!(
+                        "notify.destinations `{}` {setting}: {e}",
+                        destination.name()
+                    )
+                })?;
+            }
+        }
         let process: ProcessConfig = table.try_into()?;
         process.check()?;
-        Ok(Config { process, detection })
+        Ok(Config {
+            process,
+            detection,
+            notify,
+        })
     }
+
+    /// The notification routes with their secrets resolved; links point
+    /// at this server unless `[notify] dashboard_url` says otherwise.
+    pub(crate) fn routing(&self) -> anyhow::Result<Routing> {
+        let listen = self.process.server.listen;
+        let host = if listen.ip().is_unspecified() {
+            format!("127.0.0.1:{}", listen.port())
+        } else {
+            listen.to_string()
+        };
+        Ok(self
+            .notify
+            .resolve(&format!("http://{host}"), &resolve_secret)?)
+    }
+}
+
+/// Reads an `env:` or `file:` reference; literal secrets are refused.
+fn resolve_secret(reference: &str) -> Result<String, String> {
+    let secret = SecretRef::try_from(reference.to_owned()).map_err(|e| e.to_string())?;
+    let value = secret.resolve().map_err(|e| e.to_string())?;
+    Ok(value.expose_text().trim().to_owned())
 }
 
 impl ProcessConfig {

@@ -1,15 +1,19 @@
 //! `pipewatch alerts`: list and read alerts, and change their status
 //! (acknowledge, resolve, suppress with a reason and an expiry, reopen),
-//! each change recorded with who and when.
+//! each change recorded with who and when; and send a test notification
+//! through a configured route.
 
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use chrono::{DateTime, Utc};
 use pipewatch_analytics::alerts::{Alert, AlertFilter, AlertStatus, AlertStore};
+use pipewatch_analytics::notify::Scrub;
 use pipewatch_schema::Severity;
 
 use super::DataDir;
+use crate::config::Config;
 
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
@@ -81,6 +85,15 @@ enum Action {
         /// How long: an age like 12h, 7d, 2w.
         #[arg(long = "for", value_name = "AGE")]
         duration: String,
+    },
+    /// Send a clearly marked test notification through a route's
+    /// destinations and print each one's answer.
+    TestRoute {
+        /// The route's name (`[[notify.routes]] name`).
+        route: String,
+        /// The configuration file with `[notify]`.
+        #[arg(long, env = "PIPEWATCH_CONFIG")]
+        config: PathBuf,
     },
 }
 
@@ -164,6 +177,36 @@ fn table(alerts: &[Alert]) -> String {
     }
     out.push_str(&format!("({} alerts)", alerts.len()));
     out
+}
+
+fn test_route(route: &str, config: &Path) -> anyhow::Result<ExitCode> {
+    let config = Config::load(config)?;
+    let routing = config.routing()?;
+    // A test message carries no event data; nothing to scrub.
+    let scrub: Scrub = std::sync::Arc::new(|_| {});
+    let results = pipewatch_analytics::notify::test_route(&routing, route, &scrub)?;
+    let mut all_ok = true;
+    for result in &results {
+        for (what, answer) in &result.answers {
+            println!(
+                "{} ({}): {what}: {}",
+                result.destination,
+                result.kind,
+                answer.describe()
+            );
+        }
+        all_ok &= result.ok();
+    }
+    if all_ok {
+        println!(
+            "route `{route}`: every destination accepted the test ({} destination(s))",
+            results.len()
+        );
+        Ok(ExitCode::SUCCESS)
+    } else {
+        eprintln!("route `{route}`: a destination refused or did not answer; see above");
+        Ok(ExitCode::FAILURE)
+    }
 }
 
 fn who(by: Option<String>) -> String {
@@ -251,5 +294,6 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             let until = Utc::now() + parse_age(&duration)?;
             change(who, AlertStatus::Suppressed, Some(until))
         }
+        Some(Action::TestRoute { route, config }) => test_route(&route, &config),
     }
 }

@@ -11,6 +11,7 @@ use anyhow::Context;
 use chrono::Utc;
 use pipewatch_analytics::alerts::AlertStore;
 use pipewatch_analytics::detect::{DetectConfig, DetectRun, Engine, Finding};
+use pipewatch_analytics::notify::NotifierHandle;
 use pipewatch_analytics::{QueryLimits, QueryService};
 use pipewatch_ingest::intake::CommittedBatch;
 use prometheus_client::encoding::EncodeLabelSet;
@@ -105,6 +106,8 @@ pub(crate) async fn warmed_engine(
 pub(crate) struct OnlineDetection {
     pub(crate) engine: Engine,
     pub(crate) store: AlertStore,
+    /// Woken when alerts were queued for delivery.
+    pub(crate) notifier: Option<NotifierHandle>,
     pub(crate) config: DetectConfig,
     pub(crate) data_dir: PathBuf,
     pub(crate) refresh: Duration,
@@ -208,6 +211,9 @@ impl OnlineDetection {
                             .alerts
                             .get_or_create(&OutcomeLabel { outcome })
                             .inc_by(count);
+                    }
+                    if let Some(notifier) = &self.notifier {
+                        notifier.wake();
                     }
                     if summary.new > 0 {
                         tracing::info!(

@@ -6,6 +6,7 @@
 mod detection;
 mod grpc;
 mod listener;
+mod notify;
 mod ops;
 
 use std::path::PathBuf;
@@ -16,6 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use axum::Router;
 use pipewatch_analytics::alerts::AlertStore;
+use pipewatch_analytics::notify::{Notifier, control_db};
 use pipewatch_ingest::Redactor;
 use pipewatch_ingest::intake::Intake;
 use pipewatch_ingest::metrics::IngestMetrics;
@@ -53,6 +55,7 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let mut registry = Registry::default();
     let ingest_metrics = IngestMetrics::register(&mut registry);
     let detection_metrics = DetectionMetrics::register(&mut registry);
+    let notify_metrics = notify::NotifyMetrics::register(&mut registry);
     let registry = Arc::new(registry);
     let telemetry = crate::telemetry::init(&process.telemetry, verbose, registry.clone())?;
     let readiness = Arc::new(Readiness::default());
@@ -82,6 +85,33 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         data_dir.display()
     );
 
+    let redactor =
+        Arc::new(Redactor::for_data_dir(&data_dir).context("cannot load the redaction key")?);
+    // Deliveries left pending by an earlier run go out as soon as this starts.
+    let routing = Arc::new(config.routing()?);
+    let notifier = if routing.is_empty() {
+        None
+    } else {
+        let notifier = Notifier::start(
+            &control_db(&data_dir),
+            routing.clone(),
+            notify::scrub(redactor.clone()),
+            notify_metrics,
+        )
+        .context("cannot start alert delivery")?;
+        eprintln!(
+            "delivering alerts through {} route(s) to {}",
+            routing.routes.len(),
+            routing
+                .destinations
+                .iter()
+                .map(|d| format!("{} ({})", d.name, d.kind.as_str()))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        Some(notifier)
+    };
+
     // Baselines learn from the lake as it is before anything new is
     // committed, so no event is both learned and scored.
     let online = if process.online.enabled {
@@ -93,9 +123,14 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             run.learned,
             started.elapsed().as_secs_f64()
         );
+        let mut store = AlertStore::open(&data_dir).context("cannot open the alert store")?;
+        if notifier.is_some() {
+            store = store.with_routing(routing.clone());
+        }
         Some(OnlineDetection {
             engine,
-            store: AlertStore::open(&data_dir).context("cannot open the alert store")?,
+            store,
+            notifier: notifier.as_ref().map(Notifier::handle),
             config: config.detection.clone(),
             data_dir: data_dir.clone(),
             refresh: Duration::from_secs(process.online.baseline_refresh_secs),
@@ -116,8 +151,6 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         detection.is_some().then_some(feed_tx),
     )
     .context("cannot open the lake for writing")?;
-    let redactor =
-        Arc::new(Redactor::for_data_dir(&data_dir).context("cannot load the redaction key")?);
 
     let mut sources = process.sources.clone();
     if sources.is_empty() {
@@ -221,6 +254,13 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
                 deadline.as_secs()
             );
         }
+    }
+    if let Some(notifier) = notifier {
+        // Sends in flight finish; anything still pending stays in the
+        // outbox and goes out on the next start.
+        tokio::task::spawn_blocking(move || notifier.shutdown())
+            .await
+            .context("alert delivery did not stop cleanly")?;
     }
     if let Some(telemetry) = telemetry {
         tokio::task::spawn_blocking(move || telemetry.shutdown())
