@@ -237,6 +237,7 @@ mod tests {
             parsed.process.telemetry,
             crate::telemetry::TelemetryConfig::default()
         );
+        assert_eq!(parsed.notify, NotifyConfig::default());
         let kinds: Vec<&str> = parsed.process.sources.iter().map(|s| s.kind()).collect();
         assert_eq!(kinds, ["http", "otlp"]);
         for source in &parsed.process.sources {
@@ -255,6 +256,51 @@ mod tests {
                 SourceConfig::Kafka(_) => {}
             }
         }
+    }
+
+    /// The destinations and routes the example shows, commented out, are
+    /// valid once uncommented.
+    #[test]
+    fn the_example_notification_routes_work_when_uncommented() {
+        let example = include_str!("../deploy/config/pipewatch.example.toml");
+        let setting = is_setting_line;
+        let mut in_notify = false;
+        let text: Vec<String> = example
+            .lines()
+            .map(|line| {
+                if line.starts_with("[notify]") {
+                    in_notify = true;
+                } else if line.starts_with("[detect]") {
+                    in_notify = false;
+                }
+                match line.strip_prefix("# ") {
+                    Some(rest) if in_notify && (rest.starts_with("[[") || setting(rest)) => {
+                        rest.to_owned()
+                    }
+                    _ => line.to_owned(),
+                }
+            })
+            .collect();
+        let parsed = Config::parse(&text.join("\n")).expect("the uncommented example parses");
+        let notify = &parsed.notify;
+        assert_eq!(notify.destinations.len(), 3);
+        assert_eq!(notify.routes.len(), 3);
+        let routing = notify
+            .resolve("http://127.0.0.1:8080", &|_| {
+                Ok("https://hooks.example.com/x".into())
+            })
+            .expect("the example resolves");
+        assert_eq!(
+            routing.settings.dashboard_url,
+            "https://pipewatch.example.com"
+        );
+    }
+
+    /// `name = value` at the start of a line.
+    fn is_setting_line(line: &str) -> bool {
+        line.split_once(" = ").is_some_and(|(key, _)| {
+            !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
+        })
     }
 
     #[test]
@@ -284,6 +330,24 @@ mod tests {
         let error = Config::parse("[[sources]]\nkind = \"http\"\ngithub_secrets = [\"hunter2\"]\n")
             .expect_err("literal secrets are refused");
         assert!(format!("{error:#}").contains("env:"), "{error:#}");
+        let error = Config::parse(
+            "[[notify.destinations]]\nkind = \"slack\"\nname = \"s\"\nwebhook_url = \"https://hooks.slack.com/services/T/B/x\"\n",
+        )
+        .expect_err("a literal webhook URL is refused");
+        let text = format!("{error:#}");
+        assert!(
+            text.contains("`s` webhook_url") && text.contains("env:"),
+            "{text}"
+        );
+        assert!(
+            !text.contains("hooks.slack.com"),
+            "the secret is not echoed: {text}"
+        );
+        let error = Config::parse("[notify]\nmax_attempts = 0\n").expect_err("refused");
+        assert!(
+            format!("{error:#}").contains("notify.max_attempts"),
+            "{error:#}"
+        );
         let error = Config::parse("[detect]\ngroup_window_minutes = 0\n").expect_err("refused");
         assert!(
             format!("{error:#}").contains("group_window_minutes"),

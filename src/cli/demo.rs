@@ -98,7 +98,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
 
     println!("\n-- Detection: every detector over the demo history");
     let config = pipewatch_analytics::detect::DetectConfig::default();
-    let outcome = runtime.block_on(super::detect::detect(&args.data_dir, None, &config, true))?;
+    let outcome = runtime.block_on(super::detect::detect(
+        &args.data_dir,
+        None,
+        &config,
+        None,
+        true,
+    ))?;
     println!("{}", super::detect::summary_text(&outcome));
     println!(
         "\n-- Top alerts\n{}",

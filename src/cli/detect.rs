@@ -5,12 +5,14 @@
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
 use chrono::{DateTime, NaiveDate, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use pipewatch_analytics::alerts::{AlertFilter, AlertStatus, AlertStore, RecordSummary};
 use pipewatch_analytics::detect::{DetectConfig, DetectRun, Engine};
+use pipewatch_analytics::notify::Routing;
 use pipewatch_analytics::{QueryLimits, QueryService};
 use pipewatch_schema::Severity;
 
@@ -30,6 +32,11 @@ pub(crate) struct Args {
     /// Alerts to print afterwards (open, severity medium or higher).
     #[arg(long, default_value_t = 10)]
     top: usize,
+    /// Queue the alerts this run raises for the `[notify]` routes of
+    /// `--config`; a running `pipewatch serve` delivers them. Off by
+    /// default, so a backfill over old history pages nobody.
+    #[arg(long, requires = "config")]
+    notify: bool,
 }
 
 /// What one detection run did.
@@ -60,22 +67,21 @@ pub(crate) fn parse_since(text: &str) -> Result<DateTime<Utc>, String> {
     Ok(Utc::now() - chrono::Duration::hours(hours))
 }
 
-/// Reads the detection configuration, or the defaults without a file.
-pub(crate) fn load_config(path: Option<&Path>) -> anyhow::Result<DetectConfig> {
-    Ok(crate::config::Config::load_or_default(path)?.detection)
-}
-
 /// Runs detection over the lake in `data_dir` and records the alerts.
 pub(crate) async fn detect(
     data_dir: &Path,
     since: Option<DateTime<Utc>>,
     config: &DetectConfig,
+    routing: Option<Arc<Routing>>,
     progress: bool,
 ) -> anyhow::Result<DetectOutcome> {
     let service = QueryService::open(data_dir, QueryLimits::default())
         .await
         .context("cannot open the lake")?;
     let mut store = AlertStore::open(data_dir).context("cannot open the alert store")?;
+    if let Some(routing) = routing {
+        store = store.with_routing(routing);
+    }
     let mut engine = Engine::new(config).context("invalid detection configuration")?;
     let total = count_events(&service, since).await?;
     let bar = if progress {
@@ -159,10 +165,31 @@ pub(crate) fn top_alerts_text(data_dir: &Path, limit: usize) -> anyhow::Result<S
 }
 
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
-    let config = load_config(args.config.as_deref())?;
+    let full = crate::config::Config::load_or_default(args.config.as_deref())?;
+    let routing = if args.notify {
+        let routing = full.routing()?;
+        anyhow::ensure!(
+            !routing.is_empty(),
+            "--notify: the configuration has no [[notify.routes]]"
+        );
+        Some(Arc::new(routing))
+    } else {
+        None
+    };
     let runtime = super::runtime()?;
-    let outcome = runtime.block_on(detect(&args.data.data_dir, args.since, &config, true))?;
+    let outcome = runtime.block_on(detect(
+        &args.data.data_dir,
+        args.since,
+        &full.detection,
+        routing,
+        true,
+    ))?;
     println!("{}", summary_text(&outcome));
+    if args.notify {
+        println!(
+            "new alerts are queued for delivery; `pipewatch serve` with this configuration sends them"
+        );
+    }
     if args.top > 0 {
         println!("\n{}", top_alerts_text(&args.data.data_dir, args.top)?);
     }

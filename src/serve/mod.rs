@@ -92,12 +92,17 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let notifier = if routing.is_empty() {
         None
     } else {
-        let notifier = Notifier::start(
-            &control_db(&data_dir),
+        let (db, routes, scrub) = (
+            control_db(&data_dir),
             routing.clone(),
             notify::scrub(redactor.clone()),
-            notify_metrics,
-        )
+        );
+        // The deliverers' HTTP client blocks; it is built off the reactor.
+        let notifier = tokio::task::spawn_blocking(move || {
+            Notifier::start(&db, routes, scrub, notify_metrics)
+        })
+        .await
+        .context("cannot start alert delivery")?
         .context("cannot start alert delivery")?;
         eprintln!(
             "delivering alerts through {} route(s) to {}",

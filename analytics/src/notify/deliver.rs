@@ -188,12 +188,10 @@ fn open(path: &Path) -> Result<Connection, NotifyError> {
     Ok(connection)
 }
 
-/// An HTTP client for the providers: TLS through rustls, no redirects
-/// (a webhook that redirects is misconfigured), the configured timeout.
+/// An HTTP client for the providers: TLS through the system's OpenSSL and
+/// certificate store, no redirects (a webhook that redirects is
+/// misconfigured), the configured timeout.
 pub fn http_client(settings: &DeliverySettings) -> Result<reqwest::blocking::Client, NotifyError> {
-    // The first caller installs the process's TLS provider; later calls
-    // find it installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
     reqwest::blocking::Client::builder()
         .timeout(settings.request_timeout)
         .connect_timeout(settings.request_timeout)
