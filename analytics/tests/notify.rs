@@ -696,3 +696,49 @@ group_window_secs = 2
     alerts.sort();
     assert_eq!(carried, alerts);
 }
+
+#[test]
+fn a_route_with_a_minimum_interval_holds_later_alerts_and_sends_them_together() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let webhook = Provider::answering(200, "");
+    let routing = routing(
+        &format!(
+            r#"
+[[destinations]]
+kind = "webhook"
+name = "soar"
+url = "{}"
+secret = "env:HOOK"
+[[routes]]
+name = "hourly"
+destinations = ["soar"]
+min_interval_secs = 2
+"#,
+            webhook.url("/pipewatch")
+        ),
+        &[("env:HOOK", WEBHOOK_SECRET.to_owned())],
+    );
+    let notifier = start(dir.path(), &routing);
+    let first = raise(dir.path(), &routing, 0, 1);
+    notifier.handle().wake();
+    webhook.wait_for(Duration::from_secs(10), "the first alert", |r| r.len() == 1);
+    let mut later = raise(dir.path(), &routing, 1, 3);
+    notifier.handle().wake();
+    webhook.wait_for(Duration::from_secs(10), "the held alerts", |r| r.len() == 2);
+    std::thread::sleep(Duration::from_millis(300));
+    notifier.shutdown();
+
+    let received = webhook.received();
+    assert_eq!(received.len(), 2, "the held alerts left as one message");
+    assert_eq!(webhook_alert_ids(&received[0]), first);
+    let gap = received[1].at.duration_since(received[0].at);
+    assert!(
+        gap >= Duration::from_millis(1900),
+        "held for {gap:?} of 2 s"
+    );
+    assert_eq!(received[1].json()["event"], "alerts.digest");
+    let mut carried = webhook_alert_ids(&received[1]);
+    carried.sort();
+    later.sort();
+    assert_eq!(carried, later);
+}

@@ -125,23 +125,6 @@ pub fn alerts_schema() -> arrow_schema::SchemaRef {
     ]))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn every_category_has_a_view() {
-        for category in Category::ALL {
-            assert!(
-                CATEGORY_VIEWS
-                    .iter()
-                    .any(|v| v.categories.contains(category)),
-                "{category} has no view"
-            );
-        }
-    }
-}
-
 /// The notification outbox, one row per message to a destination.
 pub const NOTIFICATIONS: &str = "notifications";
 
@@ -176,4 +159,21 @@ pub fn notifications_schema() -> arrow_schema::SchemaRef {
             false,
         ),
     ]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_category_has_a_view() {
+        for category in Category::ALL {
+            assert!(
+                CATEGORY_VIEWS
+                    .iter()
+                    .any(|v| v.categories.contains(category)),
+                "{category} has no view"
+            );
+        }
+    }
 }
