@@ -2,5 +2,7 @@
 //!
 //! The web face of pipewatch: pages, the JSON and SQL API, authentication
 //! and roles. It sits on top of `pipewatch-analytics` and exposes one
-//! `axum::Router` to the binary. Nothing is served yet; the command line
-//! (`pipewatch sql`) is the way to read the lake today.
+//! `axum::Router` to the binary. So far it holds the local users and their
+//! roles ([`users`]); pages follow.
+
+pub mod users;

@@ -11,6 +11,7 @@ mod ingest;
 mod metrics;
 mod serve;
 mod sql;
+mod users;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -59,6 +60,8 @@ enum Command {
     Eval(eval::Args),
     /// Run the service: receive events over HTTP, commit them, detect online.
     Serve(serve::Args),
+    /// Manage the local users of the dashboard and their roles.
+    Users(users::Args),
 }
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the verbosity flags.
@@ -103,6 +106,7 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Alerts(args) => alerts::run(args),
         Command::Eval(args) => eval::run(args),
         Command::Serve(args) => serve::run(args, 0),
+        Command::Users(args) => users::run(args),
     }
 }
 

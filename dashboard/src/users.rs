@@ -1,0 +1,427 @@
+//! Local users of the dashboard and SQL endpoints: names, roles and argon2id
+//! password hashes in the control database. Passwords are never stored or
+//! printed except once, when pipewatch generates one.
+
+use std::path::{Path, PathBuf};
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use chrono::{DateTime, Utc};
+use rand::Rng;
+use rusqlite::{Connection, OptionalExtension, params};
+
+/// Shortest password accepted.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS users (
+    name TEXT PRIMARY KEY,
+    role TEXT NOT NULL,
+    password_hash TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    password_changed_at INTEGER NOT NULL
+);
+";
+
+/// What a user may do. Each role includes the ones below it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Reads pages, alerts and SQL.
+    Viewer,
+    /// Also acknowledges, assigns, resolves and suppresses alerts.
+    Responder,
+    /// Also manages users, routes and settings.
+    Admin,
+}
+
+impl Role {
+    /// Every role, least privileged first.
+    pub const ALL: [Role; 3] = [Role::Viewer, Role::Responder, Role::Admin];
+
+    /// The stored spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Viewer => "viewer",
+            Role::Responder => "responder",
+            Role::Admin => "admin",
+        }
+    }
+
+    /// Parses the stored spelling.
+    pub fn parse(text: &str) -> Option<Role> {
+        Role::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+
+    /// Whether this role includes `needed`.
+    pub fn allows(self, needed: Role) -> bool {
+        self >= needed
+    }
+}
+
+impl std::fmt::Display for Role {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Errors of the user store.
+#[derive(Debug, thiserror::Error)]
+pub enum UserError {
+    #[error("control database {path}: {detail}")]
+    Database { path: String, detail: String },
+    #[error("a user called `{0}` already exists")]
+    Exists(String),
+    #[error("no user is called `{0}`")]
+    NotFound(String),
+    #[error("user names are 1 to 64 letters, digits, `.`, `_`, `-` or `@`: `{0}` is not")]
+    BadName(String),
+    #[error("a password needs at least {MIN_PASSWORD_CHARS} characters")]
+    WeakPassword,
+    #[error("cannot hash the password: {0}")]
+    Hash(String),
+    #[error("`{0}` would leave no admin; add another admin first")]
+    LastAdmin(String),
+}
+
+/// One user, without the hash.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct User {
+    pub name: String,
+    pub role: Role,
+    pub created_at: DateTime<Utc>,
+    pub password_changed_at: DateTime<Utc>,
+}
+
+/// Users in the control database.
+#[derive(Debug)]
+pub struct UserStore {
+    connection: Connection,
+    path: PathBuf,
+}
+
+fn valid_name(name: &str) -> bool {
+    (1..=64).contains(&name.chars().count())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-' | '@'))
+}
+
+/// A random password of 20 characters from an unambiguous alphabet.
+pub fn generate_password() -> String {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..20)
+        .map(|_| char::from(ALPHABET[rng.random_range(0..ALPHABET.len())]))
+        .collect()
+}
+
+/// An argon2id hash (PHC string) of `password` with a fresh salt.
+pub fn hash_password(password: &str) -> Result<String, UserError> {
+    let mut salt = [0u8; 16];
+    rand::rng().fill(&mut salt);
+    let salt = SaltString::encode_b64(&salt).map_err(|e| UserError::Hash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| UserError::Hash(e.to_string()))
+}
+
+/// Whether `password` matches the PHC `hash` (compared in constant time).
+pub fn verify_password(hash: &str, password: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|parsed| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok()
+    })
+}
+
+fn micros(t: DateTime<Utc>) -> i64 {
+    t.timestamp_micros()
+}
+
+fn from_micros(v: i64) -> DateTime<Utc> {
+    DateTime::from_timestamp_micros(v).unwrap_or_default()
+}
+
+impl UserStore {
+    /// Opens (creating if needed) the users of `data_dir`'s control database.
+    pub fn open(data_dir: &Path) -> Result<Self, UserError> {
+        std::fs::create_dir_all(data_dir).map_err(|e| UserError::Database {
+            path: data_dir.display().to_string(),
+            detail: e.to_string(),
+        })?;
+        let path = data_dir.join(pipewatch_analytics::alerts::CONTROL_DB);
+        let connection = Connection::open(&path).map_err(|e| db_error(&path, e))?;
+        connection
+            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
+            .map_err(|e| db_error(&path, e))?;
+        connection
+            .execute_batch(SCHEMA)
+            .map_err(|e| db_error(&path, e))?;
+        Ok(UserStore { connection, path })
+    }
+
+    fn error(&self, e: rusqlite::Error) -> UserError {
+        db_error(&self.path, e)
+    }
+
+    /// Adds a user with `password` (checked for length, then hashed).
+    pub fn add(
+        &mut self,
+        name: &str,
+        role: Role,
+        password: &str,
+        now: DateTime<Utc>,
+    ) -> Result<User, UserError> {
+        if !valid_name(name) {
+            return Err(UserError::BadName(name.to_owned()));
+        }
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(UserError::WeakPassword);
+        }
+        if self.find(name)?.is_some() {
+            return Err(UserError::Exists(name.to_owned()));
+        }
+        let hash = hash_password(password)?;
+        self.connection
+            .execute(
+                "INSERT INTO users VALUES (?1, ?2, ?3, ?4, ?4)",
+                params![name, role.as_str(), hash, micros(now)],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(User {
+            name: name.to_owned(),
+            role,
+            created_at: now,
+            password_changed_at: now,
+        })
+    }
+
+    fn find(&self, name: &str) -> Result<Option<(User, String)>, UserError> {
+        self.connection
+            .query_row(
+                "SELECT name, role, password_hash, created_at, password_changed_at FROM users WHERE name = ?1",
+                params![name],
+                |row| {
+                    let role: String = row.get(1)?;
+                    Ok((
+                        User {
+                            name: row.get(0)?,
+                            role: Role::parse(&role).unwrap_or(Role::Viewer),
+                            created_at: from_micros(row.get(3)?),
+                            password_changed_at: from_micros(row.get(4)?),
+                        },
+                        row.get::<_, String>(2)?,
+                    ))
+                },
+            )
+            .optional()
+            .map_err(|e| self.error(e))
+    }
+
+    /// The user `name` if `password` is theirs. Unknown users cost the same
+    /// hashing work as known ones, so timing does not tell them apart.
+    pub fn authenticate(&self, name: &str, password: &str) -> Result<Option<User>, UserError> {
+        match self.find(name)? {
+            Some((user, hash)) => Ok(verify_password(&hash, password).then_some(user)),
+            None => {
+                let _ = hash_password(password);
+                Ok(None)
+            }
+        }
+    }
+
+    /// Every user, by name.
+    pub fn list(&self) -> Result<Vec<User>, UserError> {
+        let mut statement = self
+            .connection
+            .prepare("SELECT name FROM users ORDER BY name")
+            .map_err(|e| self.error(e))?;
+        let names: Vec<String> = statement
+            .query_map([], |row| row.get(0))
+            .map_err(|e| self.error(e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.error(e))?;
+        let mut users = Vec::new();
+        for name in names {
+            if let Some((user, _)) = self.find(&name)? {
+                users.push(user);
+            }
+        }
+        Ok(users)
+    }
+
+    fn admins(&self) -> Result<i64, UserError> {
+        self.connection
+            .query_row(
+                "SELECT count(*) FROM users WHERE role = 'admin'",
+                [],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.error(e))
+    }
+
+    /// Changes a user's role; the last admin cannot lose the role.
+    pub fn set_role(&mut self, name: &str, role: Role) -> Result<User, UserError> {
+        let (user, _) = self
+            .find(name)?
+            .ok_or_else(|| UserError::NotFound(name.to_owned()))?;
+        if user.role == Role::Admin && role != Role::Admin && self.admins()? <= 1 {
+            return Err(UserError::LastAdmin(name.to_owned()));
+        }
+        self.connection
+            .execute(
+                "UPDATE users SET role = ?2 WHERE name = ?1",
+                params![name, role.as_str()],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(User { role, ..user })
+    }
+
+    /// Replaces a user's password.
+    pub fn set_password(
+        &mut self,
+        name: &str,
+        password: &str,
+        now: DateTime<Utc>,
+    ) -> Result<(), UserError> {
+        if password.chars().count() < MIN_PASSWORD_CHARS {
+            return Err(UserError::WeakPassword);
+        }
+        self.find(name)?
+            .ok_or_else(|| UserError::NotFound(name.to_owned()))?;
+        let hash = hash_password(password)?;
+        self.connection
+            .execute(
+                "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE name = ?1",
+                params![name, hash, micros(now)],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+
+    /// Removes a user; the last admin cannot be removed.
+    pub fn remove(&mut self, name: &str) -> Result<(), UserError> {
+        let (user, _) = self
+            .find(name)?
+            .ok_or_else(|| UserError::NotFound(name.to_owned()))?;
+        if user.role == Role::Admin && self.admins()? <= 1 {
+            return Err(UserError::LastAdmin(name.to_owned()));
+        }
+        self.connection
+            .execute("DELETE FROM users WHERE name = ?1", params![name])
+            .map_err(|e| self.error(e))?;
+        Ok(())
+    }
+}
+
+fn db_error(path: &Path, e: rusqlite::Error) -> UserError {
+    UserError::Database {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_hashed_with_argon2id_and_checked() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = UserStore::open(dir.path()).expect("store");
+        store
+            .add("ana", Role::Responder, "correct horse battery", Utc::now())
+            .expect("added");
+        let stored: String = store
+            .connection
+            .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+            .expect("hash");
+        assert!(stored.starts_with("$argon2id$"), "{stored}");
+        assert!(!stored.contains("correct horse"));
+        let user = store
+            .authenticate("ana", "correct horse battery")
+            .expect("db")
+            .expect("right password");
+        assert_eq!(user.role, Role::Responder);
+        assert!(
+            store
+                .authenticate("ana", "wrong horse battery")
+                .expect("db")
+                .is_none()
+        );
+        assert!(
+            store
+                .authenticate("bo", "correct horse battery")
+                .expect("db")
+                .is_none()
+        );
+        store
+            .set_password("ana", "a brand new passphrase", Utc::now())
+            .expect("changed");
+        assert!(
+            store
+                .authenticate("ana", "correct horse battery")
+                .expect("db")
+                .is_none()
+        );
+        assert!(
+            store
+                .authenticate("ana", "a brand new passphrase")
+                .expect("db")
+                .is_some()
+        );
+    }
+
+    #[test]
+    fn bad_names_short_passwords_duplicates_and_the_last_admin_are_refused() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut store = UserStore::open(dir.path()).expect("store");
+        let now = Utc::now();
+        assert!(matches!(
+            store.add("<script>", Role::Viewer, "long enough password", now),
+            Err(UserError::BadName(_))
+        ));
+        assert!(matches!(
+            store.add("ana", Role::Viewer, "short", now),
+            Err(UserError::WeakPassword)
+        ));
+        store
+            .add("root", Role::Admin, "long enough password", now)
+            .expect("admin");
+        assert!(matches!(
+            store.add("root", Role::Viewer, "long enough password", now),
+            Err(UserError::Exists(_))
+        ));
+        assert!(matches!(store.remove("root"), Err(UserError::LastAdmin(_))));
+        assert!(matches!(
+            store.set_role("root", Role::Viewer),
+            Err(UserError::LastAdmin(_))
+        ));
+        store
+            .add("second", Role::Admin, "long enough password", now)
+            .expect("admin");
+        store
+            .set_role("root", Role::Viewer)
+            .expect("another admin remains");
+        store.remove("root").expect("removed");
+        let names: Vec<String> = store
+            .list()
+            .expect("list")
+            .into_iter()
+            .map(|u| u.name)
+            .collect();
+        assert_eq!(names, ["second"]);
+    }
+
+    #[test]
+    fn roles_include_the_ones_below() {
+        assert!(Role::Admin.allows(Role::Responder));
+        assert!(Role::Responder.allows(Role::Viewer));
+        assert!(!Role::Viewer.allows(Role::Responder));
+        assert!(!Role::Responder.allows(Role::Admin));
+        assert_eq!(generate_password().len(), 20);
+        assert_ne!(generate_password(), generate_password());
+    }
+}
