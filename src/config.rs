@@ -31,7 +31,62 @@ pub(crate) struct ProcessConfig {
     pub(crate) intake: IntakeConfig,
     pub(crate) online: OnlineConfig,
     pub(crate) telemetry: crate::telemetry::TelemetryConfig,
+    pub(crate) dashboard: DashboardConfig,
     pub(crate) sources: Vec<SourceConfig>,
+}
+
+/// `[dashboard]`: the pages and their sign-in.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct DashboardConfig {
+    /// Serve the dashboard beside the ingest endpoints.
+    pub(crate) enabled: bool,
+    /// Users reach pipewatch over HTTPS (a TLS-terminating proxy): cookies
+    /// become `Secure` and `__Host-` prefixed, and HSTS is sent.
+    pub(crate) secure_cookies: bool,
+    /// A session ends after this long without a request.
+    pub(crate) session_idle_minutes: u64,
+    /// A session ends this long after sign-in, however busy.
+    pub(crate) session_absolute_hours: u64,
+    /// Failed sign-ins tolerated per user name in `throttle_window_minutes`.
+    pub(crate) failed_logins_per_user: usize,
+    /// Failed sign-ins tolerated per client address in the window.
+    pub(crate) failed_logins_per_address: usize,
+    pub(crate) throttle_window_minutes: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        let defaults = pipewatch_dashboard::DashboardSettings::default();
+        DashboardConfig {
+            enabled: true,
+            secure_cookies: defaults.secure_cookies,
+            session_idle_minutes: defaults.sessions.idle.as_secs() / 60,
+            session_absolute_hours: defaults.sessions.absolute.as_secs() / 3_600,
+            failed_logins_per_user: defaults.throttle.per_user,
+            failed_logins_per_address: defaults.throttle.per_address,
+            throttle_window_minutes: defaults.throttle.window.as_secs() / 60,
+        }
+    }
+}
+
+impl DashboardConfig {
+    pub(crate) fn settings(&self) -> pipewatch_dashboard::DashboardSettings {
+        let defaults = pipewatch_dashboard::DashboardSettings::default();
+        pipewatch_dashboard::DashboardSettings {
+            secure_cookies: self.secure_cookies,
+            sessions: pipewatch_dashboard::sessions::SessionLimits {
+                idle: Duration::from_secs(self.session_idle_minutes.saturating_mul(60)),
+                absolute: Duration::from_secs(self.session_absolute_hours.saturating_mul(3_600)),
+            },
+            throttle: pipewatch_dashboard::throttle::ThrottleLimits {
+                per_user: self.failed_logins_per_user,
+                per_address: self.failed_logins_per_address,
+                window: Duration::from_secs(self.throttle_window_minutes.saturating_mul(60)),
+            },
+            ..defaults
+        }
+    }
 }
 
 /// `[server]`: the HTTP listener.
@@ -204,6 +259,26 @@ impl ProcessConfig {
                 "online.baseline_refresh_secs",
                 self.online.baseline_refresh_secs,
             ),
+            (
+                "dashboard.session_idle_minutes",
+                self.dashboard.session_idle_minutes,
+            ),
+            (
+                "dashboard.session_absolute_hours",
+                self.dashboard.session_absolute_hours,
+            ),
+            (
+                "dashboard.failed_logins_per_user",
+                self.dashboard.failed_logins_per_user as u64,
+            ),
+            (
+                "dashboard.failed_logins_per_address",
+                self.dashboard.failed_logins_per_address as u64,
+            ),
+            (
+                "dashboard.throttle_window_minutes",
+                self.dashboard.throttle_window_minutes,
+            ),
         ];
         for (name, value) in positive {
             anyhow::ensure!(value > 0, "{name} must be above 0");
@@ -233,6 +308,7 @@ mod tests {
         assert_eq!(parsed.process.server, ServerConfig::default());
         assert_eq!(parsed.process.intake, IntakeConfig::default());
         assert_eq!(parsed.process.online, OnlineConfig::default());
+        assert_eq!(parsed.process.dashboard, DashboardConfig::default());
         assert_eq!(
             parsed.process.telemetry,
             crate::telemetry::TelemetryConfig::default()

@@ -29,7 +29,10 @@ fn succeeded(out: &Output, what: &str) -> String {
 fn metrics_on_the_demo_organisation_are_all_within_range() {
     let data = tempfile::tempdir().expect("temp dir");
     let dir = data.path().to_str().expect("utf-8");
-    succeeded(&pipewatch(&["demo", "--data-dir", dir]), "demo");
+    succeeded(
+        &pipewatch(&["demo", "--no-serve", "--data-dir", dir]),
+        "demo",
+    );
 
     let text = succeeded(
         &pipewatch(&["metrics", "--data-dir", dir, "--output", "json"]),

@@ -1,8 +1,17 @@
 //! # pipewatch-dashboard
 //!
-//! The web face of pipewatch: pages, the JSON and SQL API, authentication
-//! and roles. It sits on top of `pipewatch-analytics` and exposes one
-//! `axum::Router` to the binary. So far it holds the local users and their
-//! roles ([`users`]); pages follow.
+//! The web face of pipewatch: server-rendered pages behind sign-in, with
+//! local users and roles ([`users`]), server-side sessions ([`sessions`]),
+//! login throttling ([`throttle`]), an audit log ([`audit`]) and SVG charts
+//! ([`charts`]). [`router`] is the one `axum::Router` the binary serves.
 
+pub mod audit;
+pub mod charts;
+pub mod sessions;
+pub mod throttle;
 pub mod users;
+mod web;
+
+pub use web::{
+    Access, DashboardError, DashboardSettings, POLICY, router, security_headers, standalone,
+};

@@ -253,6 +253,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                     min_severity: l.min_severity,
                     detector: l.detector,
                     limit: Some(l.limit),
+                    ..AlertFilter::default()
                 })
                 .context("cannot list alerts")?;
             match l.output {

@@ -33,6 +33,9 @@ const EXAMPLES: &[(&str, &str)] = &[
     ),
 ];
 
+/// The user the demo signs in with.
+const DEMO_USER: &str = "demo";
+
 #[derive(Debug, clap::Args)]
 pub(crate) struct Args {
     /// Where the demo lake is written.
@@ -41,6 +44,12 @@ pub(crate) struct Args {
     /// Native files to ingest instead of the committed demo set.
     #[arg(long)]
     from: Option<PathBuf>,
+    /// Where the dashboard listens once the demo is ingested and analysed.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// Stop after printing the results instead of serving the dashboard.
+    #[arg(long)]
+    no_serve: bool,
 }
 
 fn demo_source(args: &Args) -> anyhow::Result<PathBuf> {
@@ -145,5 +154,61 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             args.data_dir.join("native").join("labels.json").display()
         );
     }
+    if args.no_serve {
+        return Ok(ExitCode::SUCCESS);
+    }
+    let password = demo_login(&args.data_dir)?;
+    runtime.block_on(serve_dashboard(&args, &password))?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The demo's sign-in: user `demo` (an admin) with a fresh password each run.
+fn demo_login(data_dir: &std::path::Path) -> anyhow::Result<String> {
+    use pipewatch_dashboard::users::{Role, UserStore, generate_password};
+    let mut users = UserStore::open(data_dir).context("cannot open the demo's users")?;
+    let password = generate_password();
+    let now = chrono::Utc::now();
+    if users.list()?.iter().any(|u| u.name == DEMO_USER) {
+        users.set_password(DEMO_USER, &password, now)?;
+    } else {
+        users.add(DEMO_USER, Role::Admin, &password, now)?;
+    }
+    Ok(password)
+}
+
+/// Serves the dashboard over the demo lake until ctrl-c.
+async fn serve_dashboard(args: &Args, password: &str) -> anyhow::Result<()> {
+    let app = pipewatch_dashboard::standalone(
+        &args.data_dir,
+        pipewatch_dashboard::DashboardSettings::default(),
+    )
+    .context("cannot open the dashboard")?;
+    let tcp = tokio::net::TcpListener::bind(args.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen on {} (try --listen 127.0.0.1:0)",
+                args.listen
+            )
+        })?;
+    let address = tcp
+        .local_addr()
+        .context("cannot read the listening address")?;
+    println!("\n-- Dashboard");
+    println!("  open    http://{address}/");
+    println!("  sign in as `{DEMO_USER}` with password {password}");
+    println!("  stop with ctrl-c");
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let server = tokio::spawn(crate::serve::serve_http(
+        tcp,
+        app,
+        crate::config::ServerConfig::default(),
+        stop_rx,
+    ));
+    crate::serve::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    server.await.context("the dashboard server failed")?;
+    Ok(())
 }

@@ -157,8 +157,8 @@ pub(crate) fn top_alerts_text(data_dir: &Path, limit: usize) -> anyhow::Result<S
         .list(&AlertFilter {
             status: Some(AlertStatus::Open),
             min_severity: Some(Severity::Medium),
-            detector: None,
             limit: Some(limit),
+            ..AlertFilter::default()
         })
         .context("cannot list alerts")?;
     Ok(super::alerts::explained(&alerts))

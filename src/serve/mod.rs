@@ -9,6 +9,8 @@ mod listener;
 mod notify;
 mod ops;
 
+pub(crate) use listener::serve as serve_http;
+
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
@@ -66,6 +68,18 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         gate: gate.clone(),
     };
 
+    let mut app = ops::router(state);
+    if config.process.dashboard.enabled {
+        let settings = config.process.dashboard.settings();
+        let dashboard = pipewatch_dashboard::router(&data_dir, settings)
+            .context("cannot open the dashboard's stores")?;
+        app = pipewatch_dashboard::security_headers(
+            app.merge(dashboard),
+            config.process.dashboard.secure_cookies,
+        );
+        warn_without_users(&data_dir);
+    }
+
     // Listen first so probes get answers while baselines warm up.
     let tcp = tokio::net::TcpListener::bind(process.server.listen)
         .await
@@ -74,12 +88,7 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         .local_addr()
         .context("cannot read the listening address")?;
     let (stop_tx, stop_rx) = watch::channel(false);
-    let server = tokio::spawn(listener::serve(
-        tcp,
-        ops::router(state),
-        process.server.clone(),
-        stop_rx,
-    ));
+    let server = tokio::spawn(listener::serve(tcp, app, process.server.clone(), stop_rx));
     eprintln!(
         "pipewatch listening on http://{address} (data in {})",
         data_dir.display()
@@ -276,8 +285,21 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Nobody can sign in to a dashboard without users: say how to add one.
+fn warn_without_users(data_dir: &std::path::Path) {
+    let users = pipewatch_dashboard::users::UserStore::open(data_dir).and_then(|s| s.list());
+    match users {
+        Ok(users) if users.is_empty() => eprintln!(
+            "warning: the dashboard has no users yet; add one with `pipewatch users add NAME --role admin --data-dir {}`",
+            data_dir.display()
+        ),
+        Ok(_) => {}
+        Err(e) => eprintln!("warning: cannot read the dashboard's users: {e}"),
+    }
+}
+
 /// Resolves on ctrl-c or SIGTERM.
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     let ctrl_c = async {
         if let Err(e) = tokio::signal::ctrl_c().await {
             tracing::error!(error = %e, "cannot listen for ctrl-c");

@@ -81,6 +81,10 @@ pub struct AlertFilter {
     pub status: Option<AlertStatus>,
     pub min_severity: Option<Severity>,
     pub detector: Option<String>,
+    /// Repository, exactly.
+    pub repository: Option<String>,
+    /// Alerts whose newest evidence is at or after this time.
+    pub since: Option<DateTime<Utc>>,
     pub limit: Option<usize>,
 }
 
@@ -181,11 +185,6 @@ impl AlertStore {
     pub fn with_routing(mut self, routing: Arc<Routing>) -> Self {
         self.routing = Some(routing);
         self
-    }
-
-    /// The control database's file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 
     fn error(&self, e: rusqlite::Error) -> AlertError {
@@ -357,6 +356,14 @@ impl AlertStore {
         if let Some(detector) = &filter.detector {
             sql.push_str(" AND detector = ?");
             args.push(detector.clone().into());
+        }
+        if let Some(repository) = &filter.repository {
+            sql.push_str(" AND repository = ?");
+            args.push(repository.clone().into());
+        }
+        if let Some(since) = filter.since {
+            sql.push_str(" AND last_event_time >= ?");
+            args.push(micros(since).into());
         }
         sql.push_str(" ORDER BY severity DESC, score DESC, last_event_time DESC");
         if let Some(limit) = filter.limit {

@@ -47,6 +47,22 @@ impl NotifyError {
 /// Every notification in the control database of `data_dir`, oldest first
 /// (empty when there is none).
 pub fn notifications(data_dir: &Path) -> Result<Vec<NotificationRecord>, NotifyError> {
+    read_notifications(data_dir, None)
+}
+
+/// The notifications of one alert (its own and the digests it went out
+/// in), oldest first.
+pub fn notifications_of_alert(
+    data_dir: &Path,
+    alert_id: &str,
+) -> Result<Vec<NotificationRecord>, NotifyError> {
+    read_notifications(data_dir, Some(alert_id))
+}
+
+fn read_notifications(
+    data_dir: &Path,
+    alert_id: Option<&str>,
+) -> Result<Vec<NotificationRecord>, NotifyError> {
     let path = control_db(data_dir);
     if !path.exists() {
         return Ok(Vec::new());
@@ -57,7 +73,7 @@ pub fn notifications(data_dir: &Path) -> Result<Vec<NotificationRecord>, NotifyE
         .execute_batch("PRAGMA busy_timeout = 5000;")
         .map_err(|e| NotifyError::database(&path, e))?;
     outbox::create(&connection).map_err(|e| NotifyError::database(&path, e))?;
-    outbox::list(&connection).map_err(|e| NotifyError::database(&path, e))
+    outbox::list(&connection, alert_id).map_err(|e| NotifyError::database(&path, e))
 }
 
 /// The notifications as one Arrow batch of the `notifications` table.

@@ -384,11 +384,17 @@ pub struct NotificationRecord {
     pub digest_alerts: Vec<String>,
 }
 
-/// Every notification, oldest first.
-pub(crate) fn list(connection: &Connection) -> rusqlite::Result<Vec<NotificationRecord>> {
-    let mut statement =
-        connection.prepare("SELECT * FROM notifications ORDER BY notification_id")?;
-    let rows = statement.query_map([], |row| {
+/// Every notification (or those of one alert, digests included), oldest first.
+pub(crate) fn list(
+    connection: &Connection,
+    alert_id: Option<&str>,
+) -> rusqlite::Result<Vec<NotificationRecord>> {
+    let mut statement = connection.prepare(
+        "SELECT * FROM notifications WHERE ?1 IS NULL OR alert_id = ?1
+         OR (digest_alerts IS NOT NULL AND instr(digest_alerts, '\"' || ?1 || '\"') > 0)
+         ORDER BY notification_id",
+    )?;
+    let rows = statement.query_map(rusqlite::params![alert_id], |row| {
         let time = |name: &str| -> rusqlite::Result<Option<DateTime<Utc>>> {
             Ok(row.get::<_, Option<i64>>(name)?.map(from_micros))
         };

@@ -1,0 +1,547 @@
+//! The dashboard's router: every route, the role each one needs (deny by
+//! default), the session and CSRF checks in front of them, and the security
+//! headers on every response.
+
+mod auth;
+mod pages;
+mod view;
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{ConnectInfo, MatchedPath, Request, State};
+use axum::http::{HeaderName, HeaderValue, Method, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Redirect, Response};
+use axum::routing::{get, post};
+use axum_extra::extract::CookieJar;
+use chrono::Utc;
+use pipewatch_analytics::alerts::AlertStore;
+use pipewatch_analytics::{QueryLimits, QueryService};
+use subtle::ConstantTimeEq;
+use tower_http::set_header::SetResponseHeaderLayer;
+
+use crate::audit::{AuditEntry, AuditLog};
+use crate::sessions::{SessionLimits, SessionStore};
+use crate::throttle::{LoginThrottle, ThrottleLimits};
+use crate::users::{Role, UserError, UserStore};
+
+/// Name of the session cookie over TLS: `__Host-` binds it to this origin.
+const SECURE_SESSION_COOKIE: &str = "__Host-pipewatch-session";
+/// Name of the session cookie over plain HTTP (browsers refuse `__Host-`
+/// cookies that are not `Secure`).
+const PLAIN_SESSION_COOKIE: &str = "pipewatch-session";
+/// Largest form accepted; state-changing forms are small.
+const MAX_FORM_BYTES: usize = 256 * 1024;
+
+/// How the dashboard is served.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DashboardSettings {
+    /// Users reach pipewatch over HTTPS (directly or through a TLS proxy):
+    /// cookies are `Secure` and `__Host-` prefixed, and HSTS is sent.
+    pub secure_cookies: bool,
+    pub sessions: SessionLimits,
+    pub throttle: ThrottleLimits,
+    /// Limits of every query a page runs.
+    pub query_limits: QueryLimits,
+    /// How long pages reuse one view of the lake before looking again.
+    pub lake_refresh: Duration,
+}
+
+impl Default for DashboardSettings {
+    fn default() -> Self {
+        DashboardSettings {
+            secure_cookies: false,
+            sessions: SessionLimits::default(),
+            throttle: ThrottleLimits::default(),
+            query_limits: QueryLimits {
+                timeout: Duration::from_secs(30),
+                max_rows: 10_000,
+                ..QueryLimits::default()
+            },
+            lake_refresh: Duration::from_secs(15),
+        }
+    }
+}
+
+/// Who may use a route.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    /// Anyone, signed in or not (login, the stylesheet).
+    Public,
+    /// Signed-in users with at least this role.
+    AtLeast(Role),
+}
+
+/// Every route and who may use it. A route missing here is refused to
+/// everyone, admins included.
+pub const POLICY: &[(Method, &str, Access)] = &[
+    (Method::GET, "/login", Access::Public),
+    (Method::POST, "/login", Access::Public),
+    (Method::GET, "/static/app.css", Access::Public),
+    (Method::POST, "/logout", Access::AtLeast(Role::Viewer)),
+    (Method::GET, "/", Access::AtLeast(Role::Viewer)),
+    (Method::GET, "/alerts", Access::AtLeast(Role::Viewer)),
+    (
+        Method::GET,
+        "/alerts/{alert_id}",
+        Access::AtLeast(Role::Viewer),
+    ),
+    (
+        Method::POST,
+        "/alerts/actions",
+        Access::AtLeast(Role::Responder),
+    ),
+    (Method::GET, "/audit", Access::AtLeast(Role::Admin)),
+];
+
+fn policy_of(method: &Method, path: &str) -> Option<Access> {
+    POLICY
+        .iter()
+        .find(|(m, p, _)| m == method && *p == path)
+        .map(|(_, _, access)| *access)
+}
+
+/// Errors opening the dashboard's stores.
+#[derive(Debug, thiserror::Error)]
+pub enum DashboardError {
+    #[error(transparent)]
+    Store(#[from] UserError),
+    #[error("alert store: {0}")]
+    Alerts(#[from] pipewatch_analytics::alerts::AlertError),
+}
+
+/// What every handler shares.
+#[derive(Clone)]
+pub(crate) struct AppState(Arc<Shared>);
+
+pub(crate) struct Shared {
+    data_dir: PathBuf,
+    settings: DashboardSettings,
+    users: Mutex<UserStore>,
+    sessions: Mutex<SessionStore>,
+    audit: Mutex<AuditLog>,
+    alerts: Mutex<AlertStore>,
+    throttle: LoginThrottle,
+    lake: tokio::sync::Mutex<Option<(Instant, Arc<QueryService>)>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl AppState {
+    fn users(&self) -> MutexGuard<'_, UserStore> {
+        lock(&self.0.users)
+    }
+    fn sessions(&self) -> MutexGuard<'_, SessionStore> {
+        lock(&self.0.sessions)
+    }
+    fn alerts(&self) -> MutexGuard<'_, AlertStore> {
+        lock(&self.0.alerts)
+    }
+    fn audit_log(&self) -> MutexGuard<'_, AuditLog> {
+        lock(&self.0.audit)
+    }
+
+    /// Records an audit entry; a failure to record is logged, never hidden.
+    fn audit(
+        &self,
+        actor: &str,
+        address: &ClientAddress,
+        action: &str,
+        target: Option<&str>,
+        outcome: &str,
+        detail: Option<&str>,
+    ) {
+        let entry = AuditEntry {
+            at: Utc::now(),
+            actor: actor.to_owned(),
+            address: Some(address.0.clone()),
+            action: action.to_owned(),
+            target: target.map(str::to_owned),
+            outcome: outcome.to_owned(),
+            detail: detail.map(str::to_owned),
+        };
+        if let Err(e) = self.audit_log().record(&entry) {
+            tracing::error!(error = %e, action, actor, "cannot write the audit log");
+        }
+    }
+
+    /// The lake as of at most `lake_refresh` ago.
+    async fn lake(&self) -> Result<Arc<QueryService>, pipewatch_analytics::QueryError> {
+        let mut cached = self.0.lake.lock().await;
+        if let Some((opened, service)) = cached.as_ref()
+            && opened.elapsed() < self.0.settings.lake_refresh
+        {
+            return Ok(service.clone());
+        }
+        let service =
+            Arc::new(QueryService::open(&self.0.data_dir, self.0.settings.query_limits).await?);
+        *cached = Some((Instant::now(), service.clone()));
+        Ok(service)
+    }
+
+    fn session_cookie(&self) -> &'static str {
+        if self.0.settings.secure_cookies {
+            SECURE_SESSION_COOKIE
+        } else {
+            PLAIN_SESSION_COOKIE
+        }
+    }
+
+    fn data_dir(&self) -> &Path {
+        &self.0.data_dir
+    }
+}
+
+/// The client's address, as the connection gave it.
+#[derive(Debug, Clone)]
+pub(crate) struct ClientAddress(pub(crate) String);
+
+/// The dashboard for the lake and control database under `data_dir`, to
+/// merge into a router that answers the paths it does not know.
+pub fn router(data_dir: &Path, settings: DashboardSettings) -> Result<Router, DashboardError> {
+    Ok(guarded(routes(), state(data_dir, settings)?))
+}
+
+/// The dashboard alone, answering unknown paths with its 404 page.
+pub fn standalone(data_dir: &Path, settings: DashboardSettings) -> Result<Router, DashboardError> {
+    let secure = settings.secure_cookies;
+    Ok(security_headers(
+        router(data_dir, settings)?.fallback(not_found),
+        secure,
+    ))
+}
+
+fn state(data_dir: &Path, settings: DashboardSettings) -> Result<AppState, DashboardError> {
+    let users = UserStore::open(data_dir)?;
+    let sessions = SessionStore::open(data_dir, settings.sessions)?;
+    let audit = AuditLog::open(data_dir)?;
+    let alerts = AlertStore::open(data_dir)?;
+    Ok(AppState(Arc::new(Shared {
+        data_dir: data_dir.to_path_buf(),
+        throttle: LoginThrottle::new(settings.throttle),
+        settings,
+        users: Mutex::new(users),
+        sessions: Mutex::new(sessions),
+        audit: Mutex::new(audit),
+        alerts: Mutex::new(alerts),
+        lake: tokio::sync::Mutex::new(None),
+    })))
+}
+
+fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/login", get(auth::login_page).post(auth::login))
+        .route("/logout", post(auth::logout))
+        .route("/static/app.css", get(stylesheet))
+        .route("/", get(pages::overview))
+        .route("/alerts", get(pages::alerts))
+        .route("/alerts/{alert_id}", get(pages::alert_detail))
+        .route("/alerts/actions", post(pages::alert_actions))
+        .route("/audit", get(pages::audit))
+}
+
+fn guarded(routes: Router<AppState>, state: AppState) -> Router {
+    let secure = state.0.settings.secure_cookies;
+    security_headers(
+        routes
+            .route_layer(axum::middleware::from_fn_with_state(state.clone(), guard))
+            .with_state(state),
+        secure,
+    )
+}
+
+/// Adds the security headers to every response of `router`.
+pub fn security_headers<S: Clone + Send + Sync + 'static>(
+    router: Router<S>,
+    hsts: bool,
+) -> Router<S> {
+    let fixed: [(&'static str, &'static str); 6] = [
+        (
+            "content-security-policy",
+            "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; \
+             object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'",
+        ),
+        ("x-content-type-options", "nosniff"),
+        ("x-frame-options", "DENY"),
+        ("referrer-policy", "same-origin"),
+        ("cross-origin-opener-policy", "same-origin"),
+        (
+            "permissions-policy",
+            "camera=(), microphone=(), geolocation=()",
+        ),
+    ];
+    let mut router = router;
+    for (name, value) in fixed {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            HeaderName::from_static(name),
+            HeaderValue::from_static(value),
+        ));
+    }
+    // Pages hold sensitive data: no copies in caches unless a route says so.
+    router = router.layer(SetResponseHeaderLayer::if_not_present(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static("no-store"),
+    ));
+    if hsts {
+        router = router.layer(SetResponseHeaderLayer::overriding(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        ));
+    }
+    router
+}
+
+async fn stylesheet() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/css; charset=utf-8"),
+            (header::CACHE_CONTROL, "public, max-age=3600"),
+        ],
+        include_str!("../../static/app.css"),
+    )
+        .into_response()
+}
+
+async fn not_found() -> Response {
+    view::error_page(StatusCode::NOT_FOUND, "No such page.")
+}
+
+fn client_address(request: &Request) -> ClientAddress {
+    ClientAddress(
+        request
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string()),
+    )
+}
+
+/// Whether a state-changing request comes from a page of this origin.
+/// Browsers send `Origin` on every POST; a mismatch is a cross-site form.
+fn same_origin(request: &Request) -> bool {
+    let Some(origin) = request.headers().get(header::ORIGIN) else {
+        return true;
+    };
+    let host = request
+        .headers()
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok());
+    let origin = origin.to_str().unwrap_or("null");
+    match (origin.split_once("://"), host) {
+        (Some((_, origin_host)), Some(host)) => origin_host.eq_ignore_ascii_case(host),
+        _ => false,
+    }
+}
+
+/// The form field `csrf` of an urlencoded body.
+fn form_csrf(body: &[u8]) -> Option<String> {
+    form_urlencoded::parse(body)
+        .find(|(key, _)| key == "csrf")
+        .map(|(_, value)| value.into_owned())
+}
+
+fn tokens_match(given: &str, expected: &str) -> bool {
+    given.as_bytes().ct_eq(expected.as_bytes()).into()
+}
+
+/// The access check every route passes through: the route's policy, the
+/// session, the role, and for state changes the origin and CSRF token.
+async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
+    let address = client_address(&request);
+    request.extensions_mut().insert(address.clone());
+    let method = request.method().clone();
+    let path = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_default();
+    let uri = request.uri().path().to_owned();
+    let jar = CookieJar::from_headers(request.headers());
+    let token = jar
+        .get(state.session_cookie())
+        .map(|c| c.value().to_owned());
+    let session = match &token {
+        Some(token) => match state.sessions().validate(token, Utc::now()) {
+            Ok(session) => session,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check a session");
+                return view::error_page(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Sessions are unavailable.",
+                );
+            }
+        },
+        None => None,
+    };
+    if method == Method::POST && !same_origin(&request) {
+        let actor = session.as_ref().map_or("-", |s| s.user.as_str());
+        state.audit(
+            actor,
+            &address,
+            "denied",
+            Some(&uri),
+            "refused",
+            Some("cross-origin request"),
+        );
+        return view::error_page(StatusCode::FORBIDDEN, "Cross-origin requests are refused.");
+    }
+    let needed = match policy_of(&method, &path) {
+        Some(Access::Public) => {
+            if let Some(session) = session {
+                request.extensions_mut().insert(session);
+            }
+            return next.run(request).await;
+        }
+        Some(Access::AtLeast(role)) => role,
+        None => {
+            tracing::error!(%method, path, "route without an access policy refused");
+            let actor = session.as_ref().map_or("-", |s| s.user.as_str());
+            state.audit(
+                actor,
+                &address,
+                "denied",
+                Some(&uri),
+                "refused",
+                Some("route has no access policy"),
+            );
+            return view::error_page(StatusCode::FORBIDDEN, "This page has no access policy.");
+        }
+    };
+    let Some(session) = session else {
+        if method == Method::GET {
+            let next_path = request.uri().path_and_query().map_or("/", |p| p.as_str());
+            let target = format!(
+                "/login?next={}",
+                form_urlencoded::byte_serialize(next_path.as_bytes()).collect::<String>()
+            );
+            return Redirect::to(&target).into_response();
+        }
+        return view::error_page(StatusCode::UNAUTHORIZED, "Sign in first.");
+    };
+    if !session.role.allows(needed) {
+        state.audit(
+            &session.user,
+            &address,
+            "denied",
+            Some(&uri),
+            "refused",
+            Some(&format!("needs role {}", needed.as_str())),
+        );
+        return view::error_page(
+            StatusCode::FORBIDDEN,
+            &format!("This needs the {} role.", needed.as_str()),
+        );
+    }
+    if method != Method::GET && method != Method::HEAD {
+        let (parts, body) = request.into_parts();
+        let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
+            return view::error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+        };
+        let given = parts
+            .headers
+            .get("x-csrf-token")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+            .or_else(|| form_csrf(&bytes));
+        if !given.is_some_and(|g| tokens_match(&g, &session.csrf_token)) {
+            state.audit(
+                &session.user,
+                &address,
+                "denied",
+                Some(&uri),
+                "refused",
+                Some("missing or wrong CSRF token"),
+            );
+            return view::error_page(
+                StatusCode::FORBIDDEN,
+                "The form expired or did not come from pipewatch; reload the page and try again.",
+            );
+        }
+        request = Request::from_parts(parts, Body::from(bytes));
+    }
+    request.extensions_mut().insert(session);
+    next.run(request).await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    fn app_with(extra: Router<AppState>) -> (tempfile::TempDir, AppState, Router) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let state = state(dir.path(), DashboardSettings::default()).expect("state");
+        let app = guarded(routes().merge(extra), state.clone());
+        (dir, state, app)
+    }
+
+    fn admin_cookie(state: &AppState) -> String {
+        state
+            .users()
+            .add("root", Role::Admin, "a long enough password", Utc::now())
+            .expect("add");
+        let new = state
+            .sessions()
+            .create("root", Role::Admin, None, None, Utc::now())
+            .expect("session");
+        format!("{PLAIN_SESSION_COOKIE}={}", new.token)
+    }
+
+    #[tokio::test]
+    async fn a_route_without_a_policy_is_refused_even_to_an_admin() {
+        async fn unlisted() -> &'static str {
+            "secret"
+        }
+        let (_dir, state, app) = app_with(Router::new().route("/unlisted", get(unlisted)));
+        let cookie = admin_cookie(&state);
+        let response = app
+            .oneshot(
+                Request::get("/unlisted")
+                    .header(header::COOKIE, cookie)
+                    .body(Body::empty())
+                    .expect("request"),
+            )
+            .await
+            .expect("response");
+        assert_eq!(response.status(), StatusCode::FORBIDDEN);
+        assert!(response.headers().contains_key("content-security-policy"));
+    }
+
+    #[tokio::test]
+    async fn every_policy_entry_is_a_route() {
+        let (_dir, state, app) = app_with(Router::new());
+        let cookie = admin_cookie(&state);
+        for (method, path, _) in POLICY {
+            let uri = path.replace("{alert_id}", "0000");
+            let response = app
+                .clone()
+                .oneshot(
+                    Request::builder()
+                        .method(method.clone())
+                        .uri(&uri)
+                        .header(header::COOKIE, &cookie)
+                        .body(Body::empty())
+                        .expect("request"),
+                )
+                .await
+                .expect("response");
+            assert_ne!(
+                response.status(),
+                StatusCode::METHOD_NOT_ALLOWED,
+                "{method} {path}"
+            );
+            // Only the made-up alert id may be missing.
+            if !path.contains('{') {
+                assert_ne!(response.status(), StatusCode::NOT_FOUND, "{method} {path}");
+            }
+        }
+    }
+}

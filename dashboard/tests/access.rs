@@ -1,0 +1,638 @@
+//! The dashboard's access rules over real HTTP on loopback: sign-in,
+//! sessions, CSRF, roles, throttling, security headers, the audit log, and
+//! escaping of hostile values on every page.
+
+use std::net::SocketAddr;
+use std::path::Path;
+
+use chrono::{Duration, Utc};
+use pipewatch_analytics::alerts::{AlertStatus, AlertStore};
+use pipewatch_analytics::detect::{Explanation, Finding, FindingScope};
+use pipewatch_dashboard::users::{Role, UserStore};
+use pipewatch_dashboard::{DashboardSettings, POLICY};
+use pipewatch_schema::Severity;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+
+const PASSWORD: &str = "correct horse battery staple";
+
+struct Site {
+    base: String,
+    client: reqwest::Client,
+    _dir: tempfile::TempDir,
+    data_dir: std::path::PathBuf,
+}
+
+/// A browser-like session: the cookies it holds.
+#[derive(Debug, Clone, Default)]
+struct Visitor {
+    cookies: Vec<(String, String)>,
+}
+
+impl Visitor {
+    fn header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn absorb(&mut self, headers: &HeaderMap) {
+        for value in headers.get_all(SET_COOKIE) {
+            let text = value.to_str().expect("ascii cookie");
+            let pair = text.split(';').next().expect("pair");
+            let (name, value) = pair.split_once('=').expect("name=value");
+            self.cookies.retain(|(k, _)| k != name);
+            if !value.is_empty() && !text.contains("Max-Age=0") {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    fn cookie(&self, name: &str) -> Option<&str> {
+        self.cookies
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+fn hidden(html: &str, name: &str) -> String {
+    let marker = format!("name=\"{name}\" value=\"");
+    let start = html
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no {name} in {html}"))
+        + marker.len();
+    let end = html[start..].find('"').expect("closing quote") + start;
+    html[start..end].to_owned()
+}
+
+async fn start(settings: DashboardSettings) -> Site {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data_dir = dir.path().to_path_buf();
+    let mut users = UserStore::open(&data_dir).expect("users");
+    for (name, role) in [
+        ("vera", Role::Viewer),
+        ("rory", Role::Responder),
+        ("ada", Role::Admin),
+    ] {
+        users
+            .add(name, role, PASSWORD, Utc::now())
+            .expect("add user");
+    }
+    let app = pipewatch_dashboard::standalone(&data_dir, settings).expect("dashboard");
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move {
+        axum::serve(
+            listener,
+            app.into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
+        .expect("serve");
+    });
+    Site {
+        base: format!("http://{address}"),
+        client: reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client"),
+        _dir: dir,
+        data_dir,
+    }
+}
+
+impl Site {
+    async fn get(&self, visitor: &mut Visitor, path: &str) -> (StatusCode, HeaderMap, String) {
+        let response = self
+            .client
+            .get(format!("{}{path}", self.base))
+            .header("cookie", visitor.header())
+            .send()
+            .await
+            .expect("GET");
+        let (status, headers) = (response.status(), response.headers().clone());
+        visitor.absorb(&headers);
+        (status, headers, response.text().await.expect("body"))
+    }
+
+    async fn post(
+        &self,
+        visitor: &mut Visitor,
+        path: &str,
+        form: &[(&str, &str)],
+        origin: Option<&str>,
+    ) -> (StatusCode, HeaderMap, String) {
+        let body = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let mut request = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("cookie", visitor.header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body);
+        if let Some(origin) = origin {
+            request = request.header("origin", origin);
+        }
+        let response = request.send().await.expect("POST");
+        let (status, headers) = (response.status(), response.headers().clone());
+        visitor.absorb(&headers);
+        (status, headers, response.text().await.expect("body"))
+    }
+
+    /// Signs in through the form, as a browser would.
+    async fn sign_in(&self, visitor: &mut Visitor, user: &str, password: &str) -> StatusCode {
+        let (_, _, page) = self.get(visitor, "/login").await;
+        let nonce = hidden(&page, "nonce");
+        let origin = self.base.clone();
+        let (status, _, _) = self
+            .post(
+                visitor,
+                "/login",
+                &[
+                    ("user", user),
+                    ("password", password),
+                    ("nonce", &nonce),
+                    ("next", "/"),
+                ],
+                Some(&origin),
+            )
+            .await;
+        status
+    }
+
+    async fn signed_in(&self, user: &str) -> Visitor {
+        let mut visitor = Visitor::default();
+        assert_eq!(
+            self.sign_in(&mut visitor, user, PASSWORD).await,
+            StatusCode::SEE_OTHER,
+            "{user} signs in"
+        );
+        visitor
+    }
+
+    async fn csrf(&self, visitor: &mut Visitor) -> String {
+        let (status, _, page) = self.get(visitor, "/alerts").await;
+        assert_eq!(status, StatusCode::OK);
+        hidden(&page, "csrf")
+    }
+}
+
+fn finding(title: &str, entity: &str, repository: &str, evidence: &str) -> Finding {
+    Finding {
+        detector: "secret_bulk_read",
+        severity: Severity::High,
+        score: 9.5,
+        event_time: Utc::now() - Duration::hours(1),
+        entity: entity.to_owned(),
+        title: title.to_owned(),
+        explanation: Explanation {
+            expected: "a few reads".into(),
+            observed: title.to_owned(),
+            unusual: "very".into(),
+        },
+        evidence: vec![evidence.to_owned()],
+        scope: FindingScope {
+            category: None,
+            organisation: Some("acme".into()),
+            repository: Some(repository.to_owned()),
+        },
+    }
+}
+
+fn seed_alert(data_dir: &Path, finding: Finding) -> String {
+    let mut store = AlertStore::open(data_dir).expect("alerts");
+    store
+        .record(
+            std::slice::from_ref(&finding),
+            Duration::hours(1),
+            Utc::now(),
+        )
+        .expect("record");
+    store
+        .list(&Default::default())
+        .expect("list")
+        .into_iter()
+        .find(|a| a.entity == finding.entity)
+        .expect("the alert")
+        .alert_id
+}
+
+fn assert_security_headers(headers: &HeaderMap, what: &str) {
+    let csp = headers
+        .get("content-security-policy")
+        .unwrap_or_else(|| panic!("{what}: no CSP"))
+        .to_str()
+        .expect("ascii");
+    assert!(csp.contains("default-src 'self'"), "{what}: {csp}");
+    assert!(csp.contains("frame-ancestors 'none'"), "{what}: {csp}");
+    assert!(!csp.contains("unsafe-inline"), "{what}: {csp}");
+    assert_eq!(
+        headers.get("x-content-type-options").map(|v| v.as_bytes()),
+        Some(&b"nosniff"[..]),
+        "{what}"
+    );
+    assert!(headers.contains_key("referrer-policy"), "{what}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_need_a_session_and_every_response_carries_the_security_headers() {
+    let site = start(DashboardSettings::default()).await;
+    let mut stranger = Visitor::default();
+    for (method, path, _) in POLICY.iter().filter(|(m, _, _)| m == "GET") {
+        let path = path.replace("{alert_id}", "abc");
+        let (status, headers, _) = site.get(&mut stranger, &path).await;
+        assert_security_headers(&headers, &format!("{method} {path}"));
+        if path == "/login" || path.starts_with("/static") {
+            assert_eq!(status, StatusCode::OK, "{path}");
+        } else {
+            assert_eq!(status, StatusCode::SEE_OTHER, "{path}");
+            let location = headers
+                .get(LOCATION)
+                .expect("location")
+                .to_str()
+                .expect("ascii");
+            assert!(location.starts_with("/login?next="), "{path}: {location}");
+        }
+    }
+    let (status, headers, _) = site.get(&mut stranger, "/no/such/page").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_security_headers(&headers, "404");
+    // State changes without a session are refused outright.
+    let (status, _, _) = site
+        .post(
+            &mut stranger,
+            "/alerts/actions",
+            &[("action", "resolve")],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sign_in_rotates_the_session_and_sign_out_ends_it_on_the_server() {
+    let site = start(DashboardSettings::default()).await;
+    // A session token planted before sign-in is not the one that comes out.
+    let mut visitor = Visitor {
+        cookies: vec![("pipewatch-session".into(), "planted-by-attacker".into())],
+    };
+    let (_, _, page) = site.get(&mut visitor, "/login").await;
+    let nonce = hidden(&page, "nonce");
+    let origin = site.base.clone();
+    let (status, headers, _) = site
+        .post(
+            &mut visitor,
+            "/login",
+            &[
+                ("user", "rory"),
+                ("password", PASSWORD),
+                ("nonce", &nonce),
+                ("next", "/alerts?status=open"),
+            ],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers.get(LOCATION).map(|v| v.as_bytes()),
+        Some(&b"/alerts?status=open"[..])
+    );
+    let set_cookie: Vec<&str> = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .collect();
+    let session_cookie = set_cookie
+        .iter()
+        .find(|c| c.starts_with("pipewatch-session="))
+        .expect("a session cookie");
+    for attribute in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session_cookie.contains(attribute), "{session_cookie}");
+    }
+    let token = visitor
+        .cookie("pipewatch-session")
+        .expect("session")
+        .to_owned();
+    assert_ne!(token, "planted-by-attacker");
+    let (status, _, page) = site.get(&mut visitor, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("rory"), "the overview names who is signed in");
+
+    let csrf = site.csrf(&mut visitor).await;
+    let (status, headers, _) = site
+        .post(&mut visitor, "/logout", &[("csrf", &csrf)], Some(&origin))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        headers.get(LOCATION).map(|v| v.as_bytes()),
+        Some(&b"/login"[..])
+    );
+    // The old token, replayed, no longer opens anything.
+    let mut replay = Visitor {
+        cookies: vec![("pipewatch-session".into(), token)],
+    };
+    let (status, _, _) = site.get(&mut replay, "/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+
+    // An outside `next` is not followed after sign-in.
+    let mut visitor = Visitor::default();
+    let (_, _, page) = site.get(&mut visitor, "/login?next=//evil.example/").await;
+    assert!(!page.contains("evil.example"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn over_tls_the_cookie_is_host_prefixed_and_secure_with_hsts() {
+    let site = start(DashboardSettings {
+        secure_cookies: true,
+        ..DashboardSettings::default()
+    })
+    .await;
+    let mut visitor = Visitor::default();
+    let (_, headers, page) = site.get(&mut visitor, "/login").await;
+    assert!(headers.contains_key("strict-transport-security"));
+    let nonce = hidden(&page, "nonce");
+    let origin = site.base.clone();
+    let (status, headers, _) = site
+        .post(
+            &mut visitor,
+            "/login",
+            &[("user", "vera"), ("password", PASSWORD), ("nonce", &nonce)],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let cookie = headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .map(|v| v.to_str().expect("ascii"))
+        .find(|c| c.starts_with("__Host-pipewatch-session="))
+        .expect("a __Host- session cookie")
+        .to_owned();
+    assert!(
+        cookie.contains("Secure") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+    assert!(!cookie.contains("Domain"), "{cookie}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn state_changes_need_the_sessions_csrf_token_and_the_same_origin() {
+    let site = start(DashboardSettings::default()).await;
+    let alert = seed_alert(
+        &site.data_dir,
+        finding("Bulk read", "vault:ci", "acme/api", "e1"),
+    );
+    let mut rory = site.signed_in("rory").await;
+    let csrf = site.csrf(&mut rory).await;
+    let origin = site.base.clone();
+    for (form, from, why) in [
+        (
+            vec![("alert_id", alert.as_str()), ("action", "acknowledge")],
+            Some(origin.as_str()),
+            "no token",
+        ),
+        (
+            vec![
+                ("alert_id", alert.as_str()),
+                ("action", "acknowledge"),
+                ("csrf", "forged"),
+            ],
+            Some(origin.as_str()),
+            "a wrong token",
+        ),
+        (
+            vec![
+                ("alert_id", alert.as_str()),
+                ("action", "acknowledge"),
+                ("csrf", csrf.as_str()),
+            ],
+            Some("http://evil.example"),
+            "another origin",
+        ),
+    ] {
+        let (status, _, _) = site.post(&mut rory, "/alerts/actions", &form, from).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{why}");
+    }
+    let status_now = |dir: &Path| {
+        AlertStore::open(dir)
+            .expect("alerts")
+            .get(&alert)
+            .expect("alert")
+            .status
+    };
+    assert_eq!(status_now(&site.data_dir), AlertStatus::Open);
+    let (status, _, _) = site
+        .post(
+            &mut rory,
+            "/alerts/actions",
+            &[
+                ("alert_id", alert.as_str()),
+                ("action", "acknowledge"),
+                ("csrf", csrf.as_str()),
+                ("back", "/alerts?status=open"),
+            ],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    assert_eq!(status_now(&site.data_dir), AlertStatus::Acknowledged);
+    // Another session's token is worthless here.
+    let mut other = site.signed_in("ada").await;
+    let other_csrf = site.csrf(&mut other).await;
+    assert_ne!(other_csrf, csrf);
+    let (status, _, _) = site
+        .post(
+            &mut rory,
+            "/alerts/actions",
+            &[
+                ("alert_id", alert.as_str()),
+                ("action", "resolve"),
+                ("csrf", other_csrf.as_str()),
+            ],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    // Sign-in itself needs the form's token.
+    let mut fresh = Visitor::default();
+    let (status, _, _) = site
+        .post(
+            &mut fresh,
+            "/login",
+            &[("user", "rory"), ("password", PASSWORD), ("nonce", "x")],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(fresh.cookie("pipewatch-session").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn roles_limit_what_a_user_may_do_and_the_audit_log_records_it() {
+    let site = start(DashboardSettings::default()).await;
+    let alert = seed_alert(
+        &site.data_dir,
+        finding("Bulk read", "vault:ci", "acme/api", "e1"),
+    );
+    let origin = site.base.clone();
+
+    let mut vera = site.signed_in("vera").await;
+    let (status, _, page) = site.get(&mut vera, "/alerts").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("Bulk read"));
+    assert!(
+        !page.contains("value=\"acknowledge\""),
+        "a viewer sees no actions"
+    );
+    let csrf = hidden(&page, "csrf");
+    let (status, _, _) = site
+        .post(
+            &mut vera,
+            "/alerts/actions",
+            &[
+                ("alert_id", alert.as_str()),
+                ("action", "resolve"),
+                ("csrf", csrf.as_str()),
+            ],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, _, _) = site.get(&mut vera, "/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+
+    let mut rory = site.signed_in("rory").await;
+    let (status, _, _) = site.get(&mut rory, "/audit").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let csrf = site.csrf(&mut rory).await;
+    // Suppressing needs a reason; the refusal says so.
+    let (status, _, page) = site
+        .post(
+            &mut rory,
+            "/alerts/actions",
+            &[
+                ("alert_id", alert.as_str()),
+                ("action", "suppress"),
+                ("hours", "24"),
+                ("csrf", csrf.as_str()),
+            ],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(page.contains("reason"), "{page}");
+    let (status, _, _) = site
+        .post(
+            &mut rory,
+            "/alerts/actions",
+            &[
+                ("alert_id", alert.as_str()),
+                ("action", "suppress"),
+                ("hours", "24"),
+                ("reason", "known migration"),
+                ("csrf", csrf.as_str()),
+            ],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, detail) = site.get(&mut rory, &format!("/alerts/{alert}")).await;
+    assert!(
+        detail.contains("known migration") && detail.contains("rory"),
+        "{detail}"
+    );
+
+    let mut ada = site.signed_in("ada").await;
+    let (status, _, audit) = site.get(&mut ada, "/audit").await;
+    assert_eq!(status, StatusCode::OK);
+    for expected in [
+        "alert.suppress",
+        "denied",
+        "needs role responder",
+        "needs role admin",
+        "login",
+    ] {
+        assert!(audit.contains(expected), "the audit log shows {expected}");
+    }
+    assert!(audit.contains("vera") && audit.contains("rory") && audit.contains("ada"));
+    assert!(audit.contains("127.0.0.1"), "with the client address");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn repeated_failed_sign_ins_lock_the_user_out_for_a_while() {
+    let site = start(DashboardSettings::default()).await;
+    let mut visitor = Visitor::default();
+    for _ in 0..5 {
+        assert_eq!(
+            site.sign_in(&mut visitor, "ada", "not the password at all")
+                .await,
+            StatusCode::UNAUTHORIZED
+        );
+    }
+    // Even the right password is refused until the window passes.
+    assert_eq!(
+        site.sign_in(&mut visitor, "ada", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
+    assert!(visitor.cookie("pipewatch-session").is_none());
+    // Other users are not locked out by someone guessing at `ada`.
+    site.signed_in("rory").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn hostile_values_are_shown_as_text_on_every_page() {
+    let site = start(DashboardSettings::default()).await;
+    let hostile = "<script>alert(1)</script>\"'><img src=x onerror=alert(2)>";
+    let alert = seed_alert(
+        &site.data_dir,
+        finding(
+            hostile,
+            &format!("javascript:alert(3)//{hostile}"),
+            hostile,
+            hostile,
+        ),
+    );
+    let mut visitor = Visitor::default();
+    // Hostile input reaches the audit log through a failed sign-in too.
+    site.sign_in(&mut visitor, hostile, "whatever it is").await;
+    let mut ada = site.signed_in("ada").await;
+    let detail = format!("/alerts/{alert}");
+    let login_next = format!(
+        "/login?next={}",
+        form_urlencoded::byte_serialize("/\"><script>alert(4)</script>".as_bytes())
+            .collect::<String>()
+    );
+    for path in [
+        "/",
+        "/alerts",
+        "/alerts?status=open&repository=%3Cscript%3E",
+        &detail,
+        "/audit",
+    ] {
+        let (status, _, page) = site.get(&mut ada, path).await;
+        assert_eq!(status, StatusCode::OK, "{path}");
+        assert!(!page.contains("<script"), "{path} injects a script tag");
+        assert!(!page.contains("<img"), "{path} injects markup");
+        assert!(
+            !page.contains("href=\"javascript:"),
+            "{path} links to javascript:"
+        );
+        assert!(
+            !page.contains("onerror=alert(2)>"),
+            "{path} breaks out of an attribute"
+        );
+    }
+    let (_, _, page) = site.get(&mut ada, &detail).await;
+    assert!(
+        page.contains("&#60;script&#62;alert(1)&#60;/script&#62;"),
+        "shown, as text: {page}"
+    );
+    let mut stranger = Visitor::default();
+    let (_, _, page) = site.get(&mut stranger, &login_next).await;
+    assert!(!page.contains("<script"), "the login page's next field");
+}
