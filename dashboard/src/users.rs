@@ -82,6 +82,11 @@ pub enum UserError {
     Hash(String),
     #[error("`{0}` would leave no admin; add another admin first")]
     LastAdmin(String),
+    /// A request the store refuses; the message says why.
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0} does not exist")]
+    Missing(String),
 }
 
 /// One user, without the hash.
