@@ -1,6 +1,6 @@
-//! `pipewatch users` through the real binary: adding users with a given or
-//! generated password, listing, changing roles and the guard on the last
-//! admin.
+//! `pipewatch users` and `pipewatch tokens` through the real binary: adding
+//! users with a given or generated password, listing, changing roles, the
+//! guard on the last admin, and issuing, listing and revoking API tokens.
 
 mod support;
 
@@ -10,8 +10,12 @@ use std::process::{Output, Stdio};
 use support::pipewatch;
 
 fn users(data: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    command(data, "users", args, stdin)
+}
+
+fn command(data: &std::path::Path, name: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut cmd = pipewatch();
-    cmd.arg("users").args(args).arg("--data-dir").arg(data);
+    cmd.arg(name).args(args).arg("--data-dir").arg(data);
     cmd.stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -109,4 +113,68 @@ fn users_are_added_listed_and_guarded() {
     );
     assert!(!listed.contains("root"), "{listed}");
     assert!(listed.contains("(1 users)"), "{listed}");
+}
+
+#[test]
+fn tokens_are_issued_once_listed_without_their_secret_and_revoked() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path();
+    assert!(
+        users(data, &["add", "nora", "--role", "viewer"], None)
+            .status
+            .success()
+    );
+    let issued = command(
+        data,
+        "tokens",
+        &[
+            "add", "notebook", "--user", "nora", "--scope", "sql", "--scope", "read",
+        ],
+        None,
+    );
+    assert!(issued.status.success(), "{}", text(&issued));
+    let secret = text(&issued)
+        .lines()
+        .find_map(|l| l.strip_prefix("token: "))
+        .expect("the token is printed once")
+        .to_owned();
+    assert!(secret.starts_with("pwt_"), "{secret}");
+    let listed = text(&command(data, "tokens", &["list"], None));
+    assert!(
+        listed.contains("notebook") && listed.contains("read,sql"),
+        "{listed}"
+    );
+    assert!(!listed.contains(&secret), "the list never shows the secret");
+    let unknown_user = command(
+        data,
+        "tokens",
+        &["add", "x", "--user", "nobody", "--scope", "sql"],
+        None,
+    );
+    assert!(!unknown_user.status.success());
+    assert!(
+        text(&unknown_user).contains("nobody"),
+        "{}",
+        text(&unknown_user)
+    );
+    let bad_scope = command(
+        data,
+        "tokens",
+        &["add", "y", "--user", "nora", "--scope", "admin"],
+        None,
+    );
+    assert!(!bad_scope.status.success());
+    assert!(
+        text(&bad_scope).contains("use sql or read"),
+        "{}",
+        text(&bad_scope)
+    );
+    assert!(
+        command(data, "tokens", &["revoke", "notebook"], None)
+            .status
+            .success()
+    );
+    let again = command(data, "tokens", &["revoke", "notebook"], None);
+    assert!(!again.status.success());
+    assert!(text(&command(data, "tokens", &["list"], None)).contains("(0 tokens)"));
 }

@@ -122,3 +122,52 @@ impl AuditLog {
         rows.collect::<Result<_, _>>().map_err(|e| self.error(e))
     }
 }
+
+/// The name admins query the audit log by in SQL (`audit_log` is the lake's
+/// view of audited events from the sources).
+pub const AUDIT_TABLE: &str = "pipewatch_audit";
+
+/// The whole audit log as one Arrow batch of the [`AUDIT_TABLE`] table.
+pub fn audit_batch(
+    entries: &[AuditEntry],
+) -> Result<datafusion::arrow::record_batch::RecordBatch, datafusion::arrow::error::ArrowError> {
+    use std::sync::Arc;
+
+    use datafusion::arrow::array::{ArrayRef, StringArray, TimestampMicrosecondArray};
+    use datafusion::arrow::datatypes::{DataType, Field, Schema, TimeUnit};
+    let text = |name: &str, nullable: bool| Field::new(name, DataType::Utf8, nullable);
+    let schema = Schema::new(vec![
+        Field::new(
+            "at",
+            DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            false,
+        ),
+        text("actor", false),
+        text("address", true),
+        text("action", false),
+        text("target", true),
+        text("outcome", false),
+        text("detail", true),
+    ]);
+    let strings = |f: &dyn Fn(&AuditEntry) -> Option<&str>| -> ArrayRef {
+        Arc::new(entries.iter().map(f).collect::<StringArray>())
+    };
+    let columns: Vec<ArrayRef> = vec![
+        Arc::new(
+            TimestampMicrosecondArray::from(
+                entries
+                    .iter()
+                    .map(|e| e.at.timestamp_micros())
+                    .collect::<Vec<_>>(),
+            )
+            .with_timezone("UTC"),
+        ),
+        strings(&|e| Some(e.actor.as_str())),
+        strings(&|e| e.address.as_deref()),
+        strings(&|e| Some(e.action.as_str())),
+        strings(&|e| e.target.as_deref()),
+        strings(&|e| Some(e.outcome.as_str())),
+        strings(&|e| e.detail.as_deref()),
+    ];
+    datafusion::arrow::record_batch::RecordBatch::try_new(Arc::new(schema), columns)
+}

@@ -2,13 +2,15 @@
 //!
 //! The web face of pipewatch: server-rendered pages behind sign-in, with
 //! local users and roles ([`users`]), server-side sessions ([`sessions`]),
-//! login throttling ([`throttle`]), an audit log ([`audit`]) and SVG charts
-//! ([`charts`]). [`router`] is the one `axum::Router` the binary serves.
+//! login throttling ([`throttle`]), an audit log ([`audit`]), saved queries
+//! ([`saved`]), API tokens ([`tokens`]) and SVG charts ([`charts`]). [`router`] is the one `axum::Router` the binary serves.
 
 pub mod audit;
 pub mod charts;
+pub mod saved;
 pub mod sessions;
 pub mod throttle;
+pub mod tokens;
 pub mod users;
 mod web;
 

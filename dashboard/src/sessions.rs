@@ -54,6 +54,18 @@ pub struct Session {
     /// Must accompany every state-changing request of this session.
     pub csrf_token: String,
     pub created_at: DateTime<Utc>,
+    /// The API token the request came with, when not a browser session.
+    pub token: Option<String>,
+}
+
+impl Session {
+    /// Who acted, as the audit log names them.
+    pub fn actor(&self) -> String {
+        match &self.token {
+            Some(token) => format!("{} (token {token})", self.user),
+            None => self.user.clone(),
+        }
+    }
 }
 
 /// A new session: the token for the cookie, and the session it opens.
@@ -148,6 +160,7 @@ impl SessionStore {
                 role,
                 csrf_token,
                 created_at: now,
+                token: None,
             },
         })
     }
@@ -205,6 +218,7 @@ impl SessionStore {
             role,
             csrf_token,
             created_at: DateTime::from_timestamp_micros(created_at).unwrap_or_default(),
+            token: None,
         }))
     }
 

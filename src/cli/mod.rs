@@ -11,6 +11,7 @@ mod ingest;
 mod metrics;
 mod serve;
 mod sql;
+mod tokens;
 mod users;
 
 use std::path::PathBuf;
@@ -62,6 +63,8 @@ enum Command {
     Serve(serve::Args),
     /// Manage the local users of the dashboard and their roles.
     Users(users::Args),
+    /// Manage API tokens for scripts and notebooks.
+    Tokens(tokens::Args),
 }
 
 /// Sets up logging to stderr; `RUST_LOG` overrides the verbosity flags.
@@ -107,6 +110,7 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
         Command::Eval(args) => eval::run(args),
         Command::Serve(args) => serve::run(args, 0),
         Command::Users(args) => users::run(args),
+        Command::Tokens(args) => tokens::run(args),
     }
 }
 

@@ -61,6 +61,7 @@ fn check_statement(statement: &DfStatement) -> Result<(), QueryError> {
 pub(crate) async fn plan_read_only(
     ctx: &SessionContext,
     sql: &str,
+    extra_tables: &[String],
 ) -> Result<LogicalPlan, QueryError> {
     let mut statements = DFParser::parse_sql_with_dialect(sql, &PostgreSqlDialect {})
         .map_err(|e| QueryError::Invalid(e.to_string()))?;
@@ -85,14 +86,15 @@ pub(crate) async fn plan_read_only(
         .with_allow_statements(false)
         .verify_plan(&plan)
         .map_err(|e| QueryError::Refused(e.to_string()))?;
-    check_tables(&plan)?;
+    check_tables(&plan, extra_tables)?;
     Ok(plan)
 }
 
 /// Every table a plan scans must be one of ours (or the information schema),
 /// so no file, URL or foreign table can be read through a function or path.
-fn check_tables(plan: &LogicalPlan) -> Result<(), QueryError> {
-    let allowed = allowed_tables();
+fn check_tables(plan: &LogicalPlan, extra_tables: &[String]) -> Result<(), QueryError> {
+    let mut allowed: Vec<&str> = allowed_tables();
+    allowed.extend(extra_tables.iter().map(String::as_str));
     let mut refused = None;
     plan.apply_with_subqueries(|node| {
         if let LogicalPlan::TableScan(scan) = node {

@@ -85,6 +85,8 @@ pub struct QueryOutput {
 pub struct QueryService {
     ctx: SessionContext,
     limits: QueryLimits,
+    /// Tables added after opening (see [`QueryService::add_table`]).
+    extra_tables: Vec<String>,
 }
 
 impl std::fmt::Debug for QueryService {
@@ -159,7 +161,23 @@ impl QueryService {
             );
             ctx.sql(&sql).await.map_err(|e| lake_error(e.to_string()))?;
         }
-        Ok(QueryService { ctx, limits })
+        Ok(QueryService {
+            ctx,
+            limits,
+            extra_tables: Vec::new(),
+        })
+    }
+
+    /// Makes `batch` readable as the table `name`, for callers that hold
+    /// data the lake does not (the dashboard's audit log, for admins).
+    pub fn add_table(&mut self, name: &str, batch: RecordBatch) -> Result<(), QueryError> {
+        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
+            .map_err(|e| QueryError::Invalid(e.to_string()))?;
+        self.ctx
+            .register_table(name, Arc::new(table))
+            .map_err(|e| QueryError::Invalid(e.to_string()))?;
+        self.extra_tables.push(name.to_owned());
+        Ok(())
     }
 
     /// The limits in force.
@@ -169,7 +187,7 @@ impl QueryService {
 
     /// Runs one read-only statement and collects its result.
     pub async fn query(&self, sql: &str) -> Result<QueryOutput, QueryError> {
-        let plan = guard::plan_read_only(&self.ctx, sql).await?;
+        let plan = guard::plan_read_only(&self.ctx, sql, &self.extra_tables).await?;
         let limits = self.limits;
         let run = async {
             let frame = self
@@ -233,7 +251,7 @@ impl QueryService {
         sql: &str,
     ) -> Result<futures::stream::BoxStream<'static, Result<RecordBatch, QueryError>>, QueryError>
     {
-        let plan = guard::plan_read_only(&self.ctx, sql).await?;
+        let plan = guard::plan_read_only(&self.ctx, sql, &self.extra_tables).await?;
         let limits = self.limits;
         let frame = self
             .ctx
@@ -342,6 +360,32 @@ mod tests {
         let dir = tempfile::tempdir().expect("temp dir");
         let service = QueryService::open(dir.path(), limits).await.expect("opens");
         (dir, service)
+    }
+
+    #[tokio::test]
+    async fn an_added_table_is_readable_by_this_service_only() {
+        use datafusion::arrow::array::Int64Array;
+        use datafusion::arrow::datatypes::{Field, Schema};
+        let (dir, mut service) = empty_lake(QueryLimits::default()).await;
+        let schema = Arc::new(Schema::new(vec![Field::new("n", DataType::Int64, false)]));
+        let batch = RecordBatch::try_new(schema, vec![Arc::new(Int64Array::from(vec![1, 2, 3]))])
+            .expect("batch");
+        service.add_table("extra", batch).expect("added");
+        assert_eq!(
+            service
+                .count("SELECT sum(n) FROM extra")
+                .await
+                .expect("sum"),
+            6
+        );
+        let other = QueryService::open(dir.path(), QueryLimits::default())
+            .await
+            .expect("opens");
+        let error = other
+            .query("SELECT * FROM extra")
+            .await
+            .expect_err("unknown");
+        assert!(matches!(error, QueryError::Invalid(_)), "{error}");
     }
 
     #[tokio::test]

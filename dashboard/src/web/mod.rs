@@ -4,6 +4,7 @@
 
 mod auth;
 mod pages;
+mod sql;
 mod view;
 
 use std::net::SocketAddr;
@@ -21,13 +22,15 @@ use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use chrono::Utc;
 use pipewatch_analytics::alerts::AlertStore;
-use pipewatch_analytics::{QueryLimits, QueryService};
+use pipewatch_analytics::{QueryError, QueryLimits, QueryService};
 use subtle::ConstantTimeEq;
 use tower_http::set_header::SetResponseHeaderLayer;
 
-use crate::audit::{AuditEntry, AuditLog};
-use crate::sessions::{SessionLimits, SessionStore};
+use crate::audit::{AUDIT_TABLE, AuditEntry, AuditFilter, AuditLog, audit_batch};
+use crate::saved::SavedQueries;
+use crate::sessions::{Session, SessionLimits, SessionStore};
 use crate::throttle::{LoginThrottle, ThrottleLimits};
+use crate::tokens::{TokenScope, TokenStore};
 use crate::users::{Role, UserError, UserStore};
 
 /// Name of the session cookie over TLS: `__Host-` binds it to this origin.
@@ -75,6 +78,9 @@ pub enum Access {
     Public,
     /// Signed-in users with at least this role.
     AtLeast(Role),
+    /// The JSON API: signed-in users with at least this role, or an API
+    /// token with this scope whose owner has the role.
+    Api(Role, TokenScope),
 }
 
 /// Every route and who may use it. A route missing here is refused to
@@ -97,6 +103,24 @@ pub const POLICY: &[(Method, &str, Access)] = &[
         Access::AtLeast(Role::Responder),
     ),
     (Method::GET, "/audit", Access::AtLeast(Role::Admin)),
+    (Method::GET, "/sql", Access::AtLeast(Role::Viewer)),
+    (Method::GET, "/sql/export", Access::AtLeast(Role::Viewer)),
+    (Method::POST, "/sql/saved", Access::AtLeast(Role::Responder)),
+    (
+        Method::POST,
+        "/sql/saved/delete",
+        Access::AtLeast(Role::Responder),
+    ),
+    (
+        Method::POST,
+        "/api/sql",
+        Access::Api(Role::Viewer, TokenScope::Sql),
+    ),
+    (
+        Method::GET,
+        "/api/alerts",
+        Access::Api(Role::Viewer, TokenScope::Read),
+    ),
 ];
 
 fn policy_of(method: &Method, path: &str) -> Option<Access> {
@@ -126,8 +150,12 @@ pub(crate) struct Shared {
     sessions: Mutex<SessionStore>,
     audit: Mutex<AuditLog>,
     alerts: Mutex<AlertStore>,
+    saved: Mutex<SavedQueries>,
+    tokens: Mutex<TokenStore>,
     throttle: LoginThrottle,
     lake: tokio::sync::Mutex<Option<(Instant, Arc<QueryService>)>>,
+    /// The lake plus the audit log, for admins.
+    admin_lake: tokio::sync::Mutex<Option<(Instant, Arc<QueryService>)>>,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -148,6 +176,12 @@ impl AppState {
     }
     fn audit_log(&self) -> MutexGuard<'_, AuditLog> {
         lock(&self.0.audit)
+    }
+    fn saved(&self) -> MutexGuard<'_, SavedQueries> {
+        lock(&self.0.saved)
+    }
+    fn tokens(&self) -> MutexGuard<'_, TokenStore> {
+        lock(&self.0.tokens)
     }
 
     /// Records an audit entry; a failure to record is logged, never hidden.
@@ -175,15 +209,41 @@ impl AppState {
     }
 
     /// The lake as of at most `lake_refresh` ago.
-    async fn lake(&self) -> Result<Arc<QueryService>, pipewatch_analytics::QueryError> {
-        let mut cached = self.0.lake.lock().await;
+    async fn lake(&self) -> Result<Arc<QueryService>, QueryError> {
+        self.cached_lake(false).await
+    }
+
+    /// The lake a user of `role` may query: admins also see the audit log.
+    async fn lake_for(&self, role: Role) -> Result<Arc<QueryService>, QueryError> {
+        self.cached_lake(role.allows(Role::Admin)).await
+    }
+
+    async fn cached_lake(&self, with_audit: bool) -> Result<Arc<QueryService>, QueryError> {
+        let slot = if with_audit {
+            &self.0.admin_lake
+        } else {
+            &self.0.lake
+        };
+        let mut cached = slot.lock().await;
         if let Some((opened, service)) = cached.as_ref()
             && opened.elapsed() < self.0.settings.lake_refresh
         {
             return Ok(service.clone());
         }
-        let service =
-            Arc::new(QueryService::open(&self.0.data_dir, self.0.settings.query_limits).await?);
+        let mut service =
+            QueryService::open(&self.0.data_dir, self.0.settings.query_limits).await?;
+        if with_audit {
+            let entries = self
+                .audit_log()
+                .recent(&AuditFilter {
+                    limit: usize::MAX,
+                    ..AuditFilter::default()
+                })
+                .map_err(|e| QueryError::Execution(e.to_string()))?;
+            let batch = audit_batch(&entries).map_err(|e| QueryError::Execution(e.to_string()))?;
+            service.add_table(AUDIT_TABLE, batch)?;
+        }
+        let service = Arc::new(service);
         *cached = Some((Instant::now(), service.clone()));
         Ok(service)
     }
@@ -225,6 +285,8 @@ fn state(data_dir: &Path, settings: DashboardSettings) -> Result<AppState, Dashb
     let sessions = SessionStore::open(data_dir, settings.sessions)?;
     let audit = AuditLog::open(data_dir)?;
     let alerts = AlertStore::open(data_dir)?;
+    let saved = SavedQueries::open(data_dir)?;
+    let tokens = TokenStore::open(data_dir)?;
     Ok(AppState(Arc::new(Shared {
         data_dir: data_dir.to_path_buf(),
         throttle: LoginThrottle::new(settings.throttle),
@@ -233,7 +295,10 @@ fn state(data_dir: &Path, settings: DashboardSettings) -> Result<AppState, Dashb
         sessions: Mutex::new(sessions),
         audit: Mutex::new(audit),
         alerts: Mutex::new(alerts),
+        saved: Mutex::new(saved),
+        tokens: Mutex::new(tokens),
         lake: tokio::sync::Mutex::new(None),
+        admin_lake: tokio::sync::Mutex::new(None),
     })))
 }
 
@@ -247,6 +312,12 @@ fn routes() -> Router<AppState> {
         .route("/alerts/{alert_id}", get(pages::alert_detail))
         .route("/alerts/actions", post(pages::alert_actions))
         .route("/audit", get(pages::audit))
+        .route("/sql", get(sql::console))
+        .route("/sql/export", get(sql::export))
+        .route("/sql/saved", post(sql::save))
+        .route("/sql/saved/delete", post(sql::delete))
+        .route("/api/sql", post(sql::api))
+        .route("/api/alerts", get(pages::api_alerts))
 }
 
 fn guarded(routes: Router<AppState>, state: AppState) -> Router {
@@ -352,8 +423,27 @@ fn tokens_match(given: &str, expected: &str) -> bool {
     given.as_bytes().ct_eq(expected.as_bytes()).into()
 }
 
+/// A refusal, as a page or (for the API) as JSON.
+fn refusal(api: bool, status: StatusCode, message: &str) -> Response {
+    if api {
+        (status, axum::Json(serde_json::json!({ "error": message }))).into_response()
+    } else {
+        view::error_page(status, message)
+    }
+}
+
+fn bearer(request: &Request) -> Option<String> {
+    request
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|t| t.trim().to_owned())
+}
+
 /// The access check every route passes through: the route's policy, the
-/// session, the role, and for state changes the origin and CSRF token.
+/// session or API token, the role, and for state changes made from a
+/// browser the origin and the CSRF token.
 async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
     let address = client_address(&request);
     request.extensions_mut().insert(address.clone());
@@ -364,6 +454,69 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
         .map(|m| m.as_str().to_owned())
         .unwrap_or_default();
     let uri = request.uri().path().to_owned();
+    let policy = policy_of(&method, &path);
+    let api = matches!(policy, Some(Access::Api(..)));
+    let deny = |actor: &str, status: StatusCode, why: &str, message: &str| {
+        state.audit(actor, &address, "denied", Some(&uri), "refused", Some(why));
+        refusal(api, status, message)
+    };
+
+    // Scripts present an API token; it opens API routes of its scopes only.
+    if let Some(secret) = bearer(&request) {
+        let Some(Access::Api(role, scope)) = policy else {
+            return deny(
+                "-",
+                StatusCode::UNAUTHORIZED,
+                "API token on a page",
+                "API tokens open only the /api/ routes.",
+            );
+        };
+        let principal = match state.tokens().authenticate(&secret, Utc::now()) {
+            Ok(principal) => principal,
+            Err(e) => {
+                tracing::error!(error = %e, "cannot check an API token");
+                return refusal(
+                    api,
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Tokens are unavailable.",
+                );
+            }
+        };
+        let Some(principal) = principal else {
+            return deny(
+                "-",
+                StatusCode::UNAUTHORIZED,
+                "unknown, revoked or expired API token",
+                "The API token is unknown, revoked or expired.",
+            );
+        };
+        let actor = format!("{} (token {})", principal.user, principal.name);
+        if !principal.scopes.contains(&scope) {
+            return deny(
+                &actor,
+                StatusCode::FORBIDDEN,
+                &format!("token lacks scope {}", scope.as_str()),
+                &format!("This needs a token with the {} scope.", scope.as_str()),
+            );
+        }
+        if !principal.role.allows(role) {
+            return deny(
+                &actor,
+                StatusCode::FORBIDDEN,
+                &format!("needs role {}", role.as_str()),
+                &format!("This needs the {} role.", role.as_str()),
+            );
+        }
+        request.extensions_mut().insert(Session {
+            user: principal.user,
+            role: principal.role,
+            csrf_token: String::new(),
+            created_at: Utc::now(),
+            token: Some(principal.name),
+        });
+        return next.run(request).await;
+    }
+
     let jar = CookieJar::from_headers(request.headers());
     let token = jar
         .get(state.session_cookie())
@@ -373,7 +526,8 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
             Ok(session) => session,
             Err(e) => {
                 tracing::error!(error = %e, "cannot check a session");
-                return view::error_page(
+                return refusal(
+                    api,
                     StatusCode::INTERNAL_SERVER_ERROR,
                     "Sessions are unavailable.",
                 );
@@ -381,42 +535,37 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
         },
         None => None,
     };
+    let actor = session
+        .as_ref()
+        .map_or_else(|| "-".to_owned(), Session::actor);
     if method == Method::POST && !same_origin(&request) {
-        let actor = session.as_ref().map_or("-", |s| s.user.as_str());
-        state.audit(
-            actor,
-            &address,
-            "denied",
-            Some(&uri),
-            "refused",
-            Some("cross-origin request"),
+        return deny(
+            &actor,
+            StatusCode::FORBIDDEN,
+            "cross-origin request",
+            "Cross-origin requests are refused.",
         );
-        return view::error_page(StatusCode::FORBIDDEN, "Cross-origin requests are refused.");
     }
-    let needed = match policy_of(&method, &path) {
+    let needed = match policy {
         Some(Access::Public) => {
             if let Some(session) = session {
                 request.extensions_mut().insert(session);
             }
             return next.run(request).await;
         }
-        Some(Access::AtLeast(role)) => role,
+        Some(Access::AtLeast(role) | Access::Api(role, _)) => role,
         None => {
             tracing::error!(%method, path, "route without an access policy refused");
-            let actor = session.as_ref().map_or("-", |s| s.user.as_str());
-            state.audit(
-                actor,
-                &address,
-                "denied",
-                Some(&uri),
-                "refused",
-                Some("route has no access policy"),
+            return deny(
+                &actor,
+                StatusCode::FORBIDDEN,
+                "route has no access policy",
+                "This page has no access policy.",
             );
-            return view::error_page(StatusCode::FORBIDDEN, "This page has no access policy.");
         }
     };
     let Some(session) = session else {
-        if method == Method::GET {
+        if method == Method::GET && !api {
             let next_path = request.uri().path_and_query().map_or("/", |p| p.as_str());
             let target = format!(
                 "/login?next={}",
@@ -424,26 +573,28 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
             );
             return Redirect::to(&target).into_response();
         }
-        return view::error_page(StatusCode::UNAUTHORIZED, "Sign in first.");
+        return refusal(
+            api,
+            StatusCode::UNAUTHORIZED,
+            "Sign in first, or send an API token.",
+        );
     };
     if !session.role.allows(needed) {
-        state.audit(
-            &session.user,
-            &address,
-            "denied",
-            Some(&uri),
-            "refused",
-            Some(&format!("needs role {}", needed.as_str())),
-        );
-        return view::error_page(
+        return deny(
+            &actor,
             StatusCode::FORBIDDEN,
+            &format!("needs role {}", needed.as_str()),
             &format!("This needs the {} role.", needed.as_str()),
         );
     }
     if method != Method::GET && method != Method::HEAD {
         let (parts, body) = request.into_parts();
         let Ok(bytes) = axum::body::to_bytes(body, MAX_FORM_BYTES).await else {
-            return view::error_page(StatusCode::PAYLOAD_TOO_LARGE, "The form is too large.");
+            return refusal(
+                api,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "The request is too large.",
+            );
         };
         let given = parts
             .headers
@@ -452,16 +603,10 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
             .map(str::to_owned)
             .or_else(|| form_csrf(&bytes));
         if !given.is_some_and(|g| tokens_match(&g, &session.csrf_token)) {
-            state.audit(
-                &session.user,
-                &address,
-                "denied",
-                Some(&uri),
-                "refused",
-                Some("missing or wrong CSRF token"),
-            );
-            return view::error_page(
+            return deny(
+                &actor,
                 StatusCode::FORBIDDEN,
+                "missing or wrong CSRF token",
                 "The form expired or did not come from pipewatch; reload the page and try again.",
             );
         }

@@ -434,6 +434,26 @@ struct AlertPage {
     history: Vec<HistoryRow>,
     deliveries: Vec<DeliveryRow>,
     back: String,
+    /// The console, prepared with the evidence events.
+    sql_link: String,
+}
+
+/// A query listing `alert`'s evidence events, oldest first.
+fn evidence_sql(alert: &Alert) -> String {
+    let ids: Vec<String> = alert
+        .evidence_event_ids
+        .iter()
+        .take(200)
+        .map(|id| format!("'{}'", id.replace('\'', "''")))
+        .collect();
+    format!(
+        "SELECT event_time, category, source, action, outcome, actor, repo, target_name, event_id\nFROM events\nWHERE event_id IN ({})\nORDER BY event_time",
+        if ids.is_empty() {
+            "NULL".to_owned()
+        } else {
+            ids.join(", ")
+        }
+    )
 }
 
 pub(crate) async fn alert_detail(
@@ -493,6 +513,12 @@ pub(crate) async fn alert_detail(
             })
             .collect(),
         back: format!("/alerts/{}", alert.alert_id),
+        sql_link: format!(
+            "/sql?{}",
+            form_urlencoded::Serializer::new(String::new())
+                .append_pair("q", &evidence_sql(&alert))
+                .finish()
+        ),
         alert,
     };
     render(&page)
@@ -554,7 +580,7 @@ pub(crate) async fn alert_actions(
             Ok(_) => {
                 changed += 1;
                 state.audit(
-                    &session.user,
+                    &session.actor(),
                     &address,
                     &audit_action,
                     Some(id),
@@ -564,7 +590,7 @@ pub(crate) async fn alert_actions(
             }
             Err(e) => {
                 state.audit(
-                    &session.user,
+                    &session.actor(),
                     &address,
                     &audit_action,
                     Some(id),
@@ -634,4 +660,23 @@ pub(crate) async fn audit(
             .collect(),
     };
     render(&page)
+}
+
+/// `GET /api/alerts`: the alerts page's filters, answered as JSON.
+pub(crate) async fn api_alerts(
+    State(state): State<AppState>,
+    Query(query): Query<AlertQuery>,
+) -> Response {
+    let alerts = state.alerts().list(&alert_filter(&query));
+    match alerts {
+        Ok(alerts) => axum::Json(alerts).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot list alerts");
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(serde_json::json!({ "error": "the alerts cannot be read" })),
+            )
+                .into_response()
+        }
+    }
 }
