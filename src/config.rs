@@ -32,7 +32,55 @@ pub(crate) struct ProcessConfig {
     pub(crate) online: OnlineConfig,
     pub(crate) telemetry: crate::telemetry::TelemetryConfig,
     pub(crate) dashboard: DashboardConfig,
+    pub(crate) pgwire: PgwireConfig,
     pub(crate) sources: Vec<SourceConfig>,
+}
+
+/// `[pgwire]`: SQL over the PostgreSQL protocol, for psql, DBeaver, Grafana.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct PgwireConfig {
+    pub(crate) enabled: bool,
+    pub(crate) listen: SocketAddr,
+    /// PEM certificate chain and key; with both set, plain connections are refused.
+    pub(crate) tls_cert: String,
+    pub(crate) tls_key: String,
+}
+
+impl Default for PgwireConfig {
+    fn default() -> Self {
+        PgwireConfig {
+            enabled: false,
+            listen: pipewatch_dashboard::pgwire::PgSettings::default().listen,
+            tls_cert: String::new(),
+            tls_key: String::new(),
+        }
+    }
+}
+
+impl PgwireConfig {
+    /// The endpoint's settings, with the TLS files checked.
+    pub(crate) fn settings(&self) -> anyhow::Result<pipewatch_dashboard::pgwire::PgSettings> {
+        let tls = match (self.tls_cert.trim(), self.tls_key.trim()) {
+            ("", "") => None,
+            ("", _) | (_, "") => {
+                anyhow::bail!("pgwire.tls_cert and pgwire.tls_key go together: set both or neither")
+            }
+            (cert, key) => {
+                let tls = pipewatch_dashboard::pgwire::PgTls {
+                    cert: cert.into(),
+                    key: key.into(),
+                };
+                tls.check().context("in [pgwire]")?;
+                Some(tls)
+            }
+        };
+        Ok(pipewatch_dashboard::pgwire::PgSettings {
+            listen: self.listen,
+            tls,
+            ..pipewatch_dashboard::pgwire::PgSettings::default()
+        })
+    }
 }
 
 /// `[dashboard]`: the pages and their sign-in.
@@ -53,6 +101,12 @@ pub(crate) struct DashboardConfig {
     /// Failed sign-ins tolerated per client address in the window.
     pub(crate) failed_logins_per_address: usize,
     pub(crate) throttle_window_minutes: u64,
+    /// The header a trusted reverse proxy names the signed-in user in
+    /// (`X-Forwarded-User` for oauth2-proxy); "" turns proxy sign-in off.
+    pub(crate) proxy_user_header: String,
+    /// Addresses or networks of that proxy; the header is ignored from
+    /// anywhere else.
+    pub(crate) trusted_proxies: Vec<String>,
 }
 
 impl Default for DashboardConfig {
@@ -66,14 +120,49 @@ impl Default for DashboardConfig {
             failed_logins_per_user: defaults.throttle.per_user,
             failed_logins_per_address: defaults.throttle.per_address,
             throttle_window_minutes: defaults.throttle.window.as_secs() / 60,
+            proxy_user_header: String::new(),
+            trusted_proxies: Vec::new(),
         }
     }
 }
 
 impl DashboardConfig {
+    /// Proxy sign-in as configured, checked.
+    fn proxy_auth(&self) -> anyhow::Result<Option<pipewatch_dashboard::ProxyAuth>> {
+        let header = self.proxy_user_header.trim();
+        if header.is_empty() {
+            anyhow::ensure!(
+                self.trusted_proxies.is_empty(),
+                "dashboard.trusted_proxies is set but dashboard.proxy_user_header is not"
+            );
+            return Ok(None);
+        }
+        let header = header.parse().with_context(|| {
+            format!("dashboard.proxy_user_header `{header}` is not a header name")
+        })?;
+        anyhow::ensure!(
+            !self.trusted_proxies.is_empty(),
+            "dashboard.proxy_user_header needs dashboard.trusted_proxies: the addresses the header is believed from"
+        );
+        let trusted = self
+            .trusted_proxies
+            .iter()
+            .map(|text| {
+                text.parse::<ipnet::IpNet>()
+                    .or_else(|_| text.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                    .with_context(|| {
+                        format!("dashboard.trusted_proxies: `{text}` is not an address or network")
+                    })
+            })
+            .collect::<anyhow::Result<_>>()?;
+        Ok(Some(pipewatch_dashboard::ProxyAuth { header, trusted }))
+    }
+
     pub(crate) fn settings(&self) -> pipewatch_dashboard::DashboardSettings {
         let defaults = pipewatch_dashboard::DashboardSettings::default();
         pipewatch_dashboard::DashboardSettings {
+            // Checked when the configuration was parsed.
+            proxy_auth: self.proxy_auth().ok().flatten(),
             secure_cookies: self.secure_cookies,
             sessions: pipewatch_dashboard::sessions::SessionLimits {
                 idle: Duration::from_secs(self.session_idle_minutes.saturating_mul(60)),
@@ -283,6 +372,10 @@ impl ProcessConfig {
         for (name, value) in positive {
             anyhow::ensure!(value > 0, "{name} must be above 0");
         }
+        self.dashboard.proxy_auth()?;
+        if self.pgwire.enabled {
+            self.pgwire.settings()?;
+        }
         let kinds: Vec<&str> = self.sources.iter().map(SourceConfig::kind).collect();
         for (index, kind) in kinds.iter().enumerate() {
             anyhow::ensure!(
@@ -309,6 +402,7 @@ mod tests {
         assert_eq!(parsed.process.intake, IntakeConfig::default());
         assert_eq!(parsed.process.online, OnlineConfig::default());
         assert_eq!(parsed.process.dashboard, DashboardConfig::default());
+        assert_eq!(parsed.process.pgwire, PgwireConfig::default());
         assert_eq!(
             parsed.process.telemetry,
             crate::telemetry::TelemetryConfig::default()
@@ -396,6 +490,28 @@ mod tests {
     fn unknown_keys_and_bad_values_are_refused_by_name() {
         let error = Config::parse("[server]\nlisten_on = \"x\"\n").expect_err("refused");
         assert!(format!("{error:#}").contains("listen_on"), "{error:#}");
+        let error = Config::parse("[dashboard]\nproxy_user_header = \"X-Forwarded-User\"\n")
+            .expect_err("refused");
+        assert!(
+            format!("{error:#}").contains("trusted_proxies"),
+            "{error:#}"
+        );
+        let error = Config::parse(
+            "[dashboard]\nproxy_user_header = \"X-Forwarded-User\"\ntrusted_proxies = [\"10.0.0.300\"]\n",
+        )
+        .expect_err("refused");
+        assert!(format!("{error:#}").contains("10.0.0.300"), "{error:#}");
+        let proxied = Config::parse(
+            "[dashboard]\nproxy_user_header = \"X-Forwarded-User\"\ntrusted_proxies = [\"10.0.0.7\", \"192.168.0.0/16\"]\n",
+        )
+        .expect("a proxy with its addresses");
+        let proxy = proxied
+            .process
+            .dashboard
+            .settings()
+            .proxy_auth
+            .expect("proxy sign-in");
+        assert_eq!(proxy.trusted.len(), 2);
         let error = Config::parse("[intake]\nqueue_events = 0\n").expect_err("refused");
         assert!(
             format!("{error:#}").contains("intake.queue_events"),

@@ -1,6 +1,8 @@
 //! End-to-end tests of the `pipewatch` binary: native files in, SQL
 //! answers out, through the real command line.
 
+mod support;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -415,105 +417,92 @@ fn formats_lists_every_decoder_with_an_example() {
     assert!(text.contains("example:"));
 }
 
-/// Runs `pipewatch demo` until it serves the dashboard; returns what it
-/// printed, the dashboard's address and the demo password, and the process.
-fn demo_serving(lake: &Path) -> (String, String, String, KillOnDrop) {
-    use std::io::BufRead;
-    let mut child = pipewatch()
-        .args(["demo", "--listen", "127.0.0.1:0", "--data-dir"])
-        .arg(lake)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("pipewatch demo starts");
-    let reader = std::io::BufReader::new(child.stdout.take().expect("stdout"));
-    let mut text = String::new();
-    let (mut address, mut password) = (None, None);
-    for line in reader.lines() {
-        let line = line.expect("utf-8 output");
-        if let Some(url) = line.trim().strip_prefix("open") {
-            address = Some(url.trim().trim_end_matches('/').to_owned());
-        }
-        if let Some(rest) = line.trim().strip_prefix("sign in as `demo` with password ") {
-            password = Some(rest.trim().to_owned());
-        }
-        text.push_str(&line);
-        text.push('\n');
-        if password.is_some() {
-            break;
-        }
-    }
-    let address = address.unwrap_or_else(|| panic!("no dashboard address in:\n{text}"));
-    let password = password.unwrap_or_else(|| panic!("no demo login in:\n{text}"));
-    (text, address, password, KillOnDrop(child))
-}
-
-/// A child process that does not outlive a failed test.
-struct KillOnDrop(std::process::Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Signs in to the demo dashboard as a browser would and reads a page.
-fn dashboard_page(address: &str, password: &str, path: &str) -> String {
-    let client = reqwest::blocking::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .expect("client");
-    let login = client
-        .get(format!("{address}/login"))
-        .send()
-        .expect("login page");
-    let nonce_cookie = login
-        .headers()
-        .get("set-cookie")
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
-        .expect("login cookie")
-        .to_owned();
-    let page = login.text().expect("login page text");
-    let marker = "name=\"nonce\" value=\"";
-    let start = page.find(marker).expect("nonce field") + marker.len();
-    let nonce = &page[start..start + page[start..].find('"').expect("quote")];
-    let signed_in = client
-        .post(format!("{address}/login"))
-        .header("cookie", &nonce_cookie)
-        .form(&[("user", "demo"), ("password", password), ("nonce", nonce)])
-        .send()
-        .expect("sign in");
-    assert_eq!(signed_in.status(), reqwest::StatusCode::SEE_OTHER);
-    let session = signed_in
-        .headers()
-        .get_all("set-cookie")
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .find(|v| v.starts_with("pipewatch-session="))
-        .and_then(|v| v.split(';').next())
-        .expect("session cookie")
-        .to_owned();
-    let page = client
-        .get(format!("{address}{path}"))
-        .header("cookie", session)
-        .send()
-        .expect("page");
-    assert_eq!(page.status(), reqwest::StatusCode::OK, "{path}");
-    page.text().expect("page text")
-}
-
 #[test]
 fn demo_ingests_the_whole_organisation_without_a_dead_letter_answers_and_serves_the_dashboard() {
     let dir = tempfile::tempdir().expect("temp dir");
     let lake = dir.path().join("demo");
-    let (text, address, password, mut child) = demo_serving(&lake);
-    let overview = dashboard_page(&address, &password, "/");
+    let (text, address, password, mut child) = support::demo::demo_serving(&lake);
+    let session = support::demo::dashboard_session(&address, &password);
+    let dashboard_page = support::demo::dashboard_page;
+    let overview = dashboard_page(&session, &address, "/");
     assert!(overview.contains("Jobs on ephemeral runners"), "{overview}");
     assert!(overview.contains("<svg"), "trend charts are drawn");
-    let alerts = dashboard_page(&address, &password, "/alerts?status=open&severity=high");
+    let alerts = dashboard_page(&session, &address, "/alerts?status=open&severity=high");
     assert!(alerts.contains("/alerts/"), "open high alerts are listed");
+    // Every page answers on real data, and each links to the next level.
+    let repos = dashboard_page(&session, &address, "/repos");
+    let repo_link = repos
+        .split("href=\"")
+        .skip(1)
+        .find(|s| s.starts_with("/repo?name="))
+        .and_then(|s| s.split('"').next())
+        .expect("a repository link")
+        .replace("&amp;", "&");
+    let repo = dashboard_page(&session, &address, &repo_link);
+    for section in [
+        "Latest runs",
+        "Runners",
+        "Secrets touched",
+        "Deployments",
+        "Scanner findings",
+        "Policy results",
+    ] {
+        assert!(repo.contains(section), "{repo_link} shows {section}");
+    }
+    assert!(repo.contains("<td>success</td>"), "{repo_link} lists runs");
+    let secrets = dashboard_page(&session, &address, "/secrets");
+    assert!(secrets.contains("via oidc"), "{secrets}");
+    let secret_link = secrets
+        .split("href=\"")
+        .skip(1)
+        .find(|s| s.starts_with("/secrets?name="))
+        .and_then(|s| s.split('"').next())
+        .expect("a secret link")
+        .replace("&amp;", "&");
+    let secret = dashboard_page(&session, &address, &secret_link);
+    assert!(secret.contains("Who reads it") && secret.contains("From which runs"));
+    let ingestion = dashboard_page(&session, &address, "/ingestion");
+    assert!(
+        ingestion.contains("github_webhook") && ingestion.contains("<svg"),
+        "{ingestion}"
+    );
+    let console = dashboard_page(&session, &address, "/sql");
+    let examples: Vec<String> = console
+        .split("href=\"")
+        .skip(1)
+        .filter(|s| s.starts_with("/sql?q="))
+        .filter_map(|s| s.split('"').next())
+        .map(|s| s.replace("&amp;", "&"))
+        .collect();
+    assert!(examples.len() >= 5, "example investigations are offered");
+    for example in &examples {
+        let page = dashboard_page(&session, &address, example);
+        assert!(!page.contains("class=\"error\""), "{example} runs: {page}");
+        assert!(page.contains("row(s) in"), "{example}");
+    }
+    // Analysts' SQL clients reach the same lake over the PostgreSQL protocol.
+    let conninfo = text
+        .lines()
+        .find_map(|l| l.trim().strip_prefix("psql    psql \""))
+        .and_then(|l| l.split('"').next())
+        .expect("the demo prints how to connect with psql")
+        .to_owned();
+    let psql = Command::new("psql")
+        .arg(format!("{conninfo} sslmode=disable"))
+        .args(["-X", "-A", "-t", "-c", "SELECT count(*) FROM events"])
+        .env("PGPASSWORD", &password)
+        .output()
+        .expect("psql runs (apt-get install postgresql-client)");
+    assert!(
+        psql.status.success(),
+        "{}",
+        String::from_utf8_lossy(&psql.stderr)
+    );
+    let events: u64 = String::from_utf8_lossy(&psql.stdout)
+        .trim()
+        .parse()
+        .expect("a count");
+    assert!(events > 20_000, "psql sees the demo lake: {events}");
     // SIGTERM: the demo stops cleanly.
     let stopped = Command::new("kill")
         .args(["-TERM", &child.0.id().to_string()])

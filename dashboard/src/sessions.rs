@@ -25,6 +25,10 @@ CREATE TABLE IF NOT EXISTS sessions (
     address TEXT
 );
 CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user_name);
+CREATE TABLE IF NOT EXISTS user_preferences (
+    user_name TEXT PRIMARY KEY,
+    timezone TEXT NOT NULL
+);
 ";
 
 /// How long a session lives.
@@ -56,6 +60,8 @@ pub struct Session {
     pub created_at: DateTime<Utc>,
     /// The API token the request came with, when not a browser session.
     pub token: Option<String>,
+    /// Where the user reads times; UTC until they choose.
+    pub timezone: chrono_tz::Tz,
 }
 
 impl Session {
@@ -161,6 +167,7 @@ impl SessionStore {
                 csrf_token,
                 created_at: now,
                 token: None,
+                timezone: self.timezone_of(user)?,
             },
         })
     }
@@ -172,8 +179,9 @@ impl SessionStore {
         let row = self
             .connection
             .query_row(
-                "SELECT s.user_name, u.role, s.csrf_token, s.created_at, s.last_seen, u.password_changed_at
+                "SELECT s.user_name, u.role, s.csrf_token, s.created_at, s.last_seen, u.password_changed_at, p.timezone
                  FROM sessions s LEFT JOIN users u ON u.name = s.user_name
+                 LEFT JOIN user_preferences p ON p.user_name = s.user_name
                  WHERE s.token_hash = ?1",
                 params![hash],
                 |row| {
@@ -184,12 +192,15 @@ impl SessionStore {
                         row.get::<_, i64>(3)?,
                         row.get::<_, i64>(4)?,
                         row.get::<_, Option<i64>>(5)?,
+                        row.get::<_, Option<String>>(6)?,
                     ))
                 },
             )
             .optional()
             .map_err(|e| self.error(e))?;
-        let Some((user, role, csrf_token, created_at, last_seen, password_changed_at)) = row else {
+        let Some((user, role, csrf_token, created_at, last_seen, password_changed_at, timezone)) =
+            row
+        else {
             return Ok(None);
         };
         let now_micros = micros(now);
@@ -219,7 +230,52 @@ impl SessionStore {
             csrf_token,
             created_at: DateTime::from_timestamp_micros(created_at).unwrap_or_default(),
             token: None,
+            timezone: timezone
+                .and_then(|t| t.parse().ok())
+                .unwrap_or(chrono_tz::UTC),
         }))
+    }
+
+    /// The role of the user called `name`, if there is one.
+    pub fn role_of(&self, name: &str) -> Result<Option<Role>, UserError> {
+        let role: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT role FROM users WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))?;
+        Ok(role.as_deref().and_then(Role::parse))
+    }
+
+    /// The timezone `user` chose (UTC until they do).
+    pub fn timezone_of(&self, user: &str) -> Result<chrono_tz::Tz, UserError> {
+        let chosen: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT timezone FROM user_preferences WHERE user_name = ?1",
+                params![user],
+                |row| row.get(0),
+            )
+            .optional()
+            .map_err(|e| self.error(e))?;
+        Ok(chosen
+            .and_then(|t| t.parse().ok())
+            .unwrap_or(chrono_tz::UTC))
+    }
+
+    /// Records the timezone `user` reads times in.
+    pub fn set_timezone(&self, user: &str, timezone: chrono_tz::Tz) -> Result<(), UserError> {
+        self.connection
+            .execute(
+                "INSERT INTO user_preferences VALUES (?1, ?2)
+                 ON CONFLICT (user_name) DO UPDATE SET timezone = excluded.timezone",
+                params![user, timezone.name()],
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(())
     }
 
     /// Ends the session of `token` (logout).

@@ -1,14 +1,19 @@
 //! Local users of the dashboard and SQL endpoints: names, roles and argon2id
-//! password hashes in the control database. Passwords are never stored or
-//! printed except once, when pipewatch generates one.
+//! password hashes in the control database, plus a SCRAM-SHA-256 verifier
+//! for the PostgreSQL endpoint. Passwords are never stored or printed except
+//! once, when pipewatch generates one.
 
 use std::path::{Path, PathBuf};
 
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as BASE64;
 use chrono::{DateTime, Utc};
+use hmac::{Hmac, Mac};
 use rand::Rng;
 use rusqlite::{Connection, OptionalExtension, params};
+use sha2::{Digest, Sha256};
 
 /// Shortest password accepted.
 pub const MIN_PASSWORD_CHARS: usize = 12;
@@ -19,9 +24,14 @@ CREATE TABLE IF NOT EXISTS users (
     role TEXT NOT NULL,
     password_hash TEXT NOT NULL,
     created_at INTEGER NOT NULL,
-    password_changed_at INTEGER NOT NULL
+    password_changed_at INTEGER NOT NULL,
+    scram_verifier TEXT
 );
 ";
+
+/// SCRAM iterations of new verifiers: PostgreSQL's default.
+pub const SCRAM_ITERATIONS: u32 = 4096;
+const SCRAM_PREFIX: &str = "SCRAM-SHA-256";
 
 /// What a user may do. Each role includes the ones below it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
@@ -132,6 +142,94 @@ pub fn hash_password(password: &str) -> Result<String, UserError> {
         .map_err(|e| UserError::Hash(e.to_string()))
 }
 
+/// What a server keeps to check a SCRAM-SHA-256 login (RFC 5802, RFC 7677)
+/// without being able to replay it: the argon2 hash cannot serve SCRAM,
+/// which needs keys derived from the password with PBKDF2.
+#[derive(Clone, PartialEq, Eq)]
+pub struct ScramVerifier {
+    pub iterations: u32,
+    pub salt: Vec<u8>,
+    /// `SHA-256(HMAC(SaltedPassword, "Client Key"))`.
+    pub stored_key: [u8; 32],
+    /// `HMAC(SaltedPassword, "Server Key")`.
+    pub server_key: [u8; 32],
+}
+
+impl std::fmt::Debug for ScramVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScramVerifier")
+            .field("iterations", &self.iterations)
+            .finish_non_exhaustive()
+    }
+}
+
+fn hmac_sha256(key: &[u8], message: &[u8]) -> Result<[u8; 32], UserError> {
+    let mut mac =
+        Hmac::<Sha256>::new_from_slice(key).map_err(|e| UserError::Hash(e.to_string()))?;
+    mac.update(message);
+    Ok(mac.finalize().into_bytes().into())
+}
+
+impl ScramVerifier {
+    /// A verifier of `password` with a fresh random salt.
+    pub fn generate(password: &str) -> Result<Self, UserError> {
+        let mut salt = [0u8; 16];
+        rand::rng().fill(&mut salt);
+        Self::derive(password, &salt, SCRAM_ITERATIONS)
+    }
+
+    /// The verifier of `password` for `salt` and `iterations`; the password
+    /// is SASLprep-normalized as PostgreSQL clients do.
+    pub fn derive(password: &str, salt: &[u8], iterations: u32) -> Result<Self, UserError> {
+        let salted = pgwire::api::auth::sasl::scram::gen_salted_password(
+            password,
+            salt,
+            iterations as usize,
+        );
+        let client_key = hmac_sha256(&salted, b"Client Key")?;
+        Ok(ScramVerifier {
+            iterations,
+            salt: salt.to_vec(),
+            stored_key: Sha256::digest(client_key).into(),
+            server_key: hmac_sha256(&salted, b"Server Key")?,
+        })
+    }
+
+    /// Parses the stored form `SCRAM-SHA-256$<iterations>:<salt>$<StoredKey>:<ServerKey>`
+    /// (RFC 5803, as PostgreSQL stores it).
+    pub fn parse(text: &str) -> Option<Self> {
+        let mut parts = text.split('$');
+        if parts.next()? != SCRAM_PREFIX {
+            return None;
+        }
+        let (iterations, salt) = parts.next()?.split_once(':')?;
+        let (stored_key, server_key) = parts.next()?.split_once(':')?;
+        if parts.next().is_some() {
+            return None;
+        }
+        let key = |b64: &str| -> Option<[u8; 32]> { BASE64.decode(b64).ok()?.try_into().ok() };
+        Some(ScramVerifier {
+            iterations: iterations.parse().ok().filter(|i| *i > 0)?,
+            salt: BASE64.decode(salt).ok().filter(|s| !s.is_empty())?,
+            stored_key: key(stored_key)?,
+            server_key: key(server_key)?,
+        })
+    }
+}
+
+impl std::fmt::Display for ScramVerifier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{SCRAM_PREFIX}${}:{}${}:{}",
+            self.iterations,
+            BASE64.encode(&self.salt),
+            BASE64.encode(self.stored_key),
+            BASE64.encode(self.server_key)
+        )
+    }
+}
+
 /// Whether `password` matches the PHC `hash` (compared in constant time).
 pub fn verify_password(hash: &str, password: &str) -> bool {
     PasswordHash::new(hash).is_ok_and(|parsed| {
@@ -164,6 +262,7 @@ impl UserStore {
         connection
             .execute_batch(SCHEMA)
             .map_err(|e| db_error(&path, e))?;
+        add_scram_column(&connection).map_err(|e| db_error(&path, e))?;
         Ok(UserStore { connection, path })
     }
 
@@ -189,10 +288,12 @@ impl UserStore {
             return Err(UserError::Exists(name.to_owned()));
         }
         let hash = hash_password(password)?;
+        let verifier = ScramVerifier::generate(password)?.to_string();
         self.connection
             .execute(
-                "INSERT INTO users VALUES (?1, ?2, ?3, ?4, ?4)",
-                params![name, role.as_str(), hash, micros(now)],
+                "INSERT INTO users (name, role, password_hash, created_at, password_changed_at, scram_verifier)
+                 VALUES (?1, ?2, ?3, ?4, ?4, ?5)",
+                params![name, role.as_str(), hash, micros(now), verifier],
             )
             .map_err(|e| self.error(e))?;
         Ok(User {
@@ -235,6 +336,29 @@ impl UserStore {
                 Ok(None)
             }
         }
+    }
+
+    /// The user `name` with their SCRAM verifier, which is `None` when the
+    /// password was last set before pipewatch kept verifiers.
+    pub fn scram_verifier(
+        &self,
+        name: &str,
+    ) -> Result<Option<(User, Option<ScramVerifier>)>, UserError> {
+        let Some((user, _)) = self.find(name)? else {
+            return Ok(None);
+        };
+        let stored: Option<String> = self
+            .connection
+            .query_row(
+                "SELECT scram_verifier FROM users WHERE name = ?1",
+                params![name],
+                |row| row.get(0),
+            )
+            .map_err(|e| self.error(e))?;
+        Ok(Some((
+            user,
+            stored.as_deref().and_then(ScramVerifier::parse),
+        )))
     }
 
     /// Every user, by name.
@@ -297,10 +421,12 @@ impl UserStore {
         self.find(name)?
             .ok_or_else(|| UserError::NotFound(name.to_owned()))?;
         let hash = hash_password(password)?;
+        let verifier = ScramVerifier::generate(password)?.to_string();
         self.connection
             .execute(
-                "UPDATE users SET password_hash = ?2, password_changed_at = ?3 WHERE name = ?1",
-                params![name, hash, micros(now)],
+                "UPDATE users SET password_hash = ?2, password_changed_at = ?3, scram_verifier = ?4
+                 WHERE name = ?1",
+                params![name, hash, micros(now), verifier],
             )
             .map_err(|e| self.error(e))?;
         Ok(())
@@ -319,6 +445,19 @@ impl UserStore {
             .map_err(|e| self.error(e))?;
         Ok(())
     }
+}
+
+/// Control databases made before the PostgreSQL endpoint lack the verifier
+/// column; their users keep a NULL verifier until their next password change.
+fn add_scram_column(connection: &Connection) -> rusqlite::Result<()> {
+    let mut statement = connection.prepare("PRAGMA table_info(users)")?;
+    let present: Vec<String> = statement
+        .query_map([], |row| row.get::<_, String>(1))?
+        .collect::<Result<_, _>>()?;
+    if !present.iter().any(|c| c == "scram_verifier") {
+        connection.execute_batch("ALTER TABLE users ADD COLUMN scram_verifier TEXT")?;
+    }
+    Ok(())
 }
 
 fn db_error(path: &Path, e: rusqlite::Error) -> UserError {
@@ -418,6 +557,105 @@ mod tests {
             .map(|u| u.name)
             .collect();
         assert_eq!(names, ["second"]);
+    }
+
+    /// The exchange of RFC 7677 section 3 (user `user`, password `pencil`).
+    #[test]
+    fn scram_verifiers_check_the_rfc_7677_exchange() {
+        let salt = BASE64.decode("W22ZaJ0SNY7soEsUEjb6gQ==").expect("salt");
+        let verifier = ScramVerifier::derive("pencil", &salt, 4096).expect("derive");
+        let auth_message = "n=user,r=rOprNGfwEbeRWgbNEkqO,\
+            r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0,s=W22ZaJ0SNY7soEsUEjb6gQ==,i=4096,\
+            c=biws,r=rOprNGfwEbeRWgbNEkqO%hvYDpWUa2RaTCAfuxFIlj)hNlF$k0";
+        let server_signature =
+            hmac_sha256(&verifier.server_key, auth_message.as_bytes()).expect("hmac");
+        assert_eq!(
+            BASE64.encode(server_signature),
+            "6rriTRBi23WpRR/wtup+mMhUZUn/dB5nLTJRsjl95G4="
+        );
+        let proof = BASE64
+            .decode("dHzbZapWIk4jUhN+Ute9ytag9zjfMHgsqmmiz7AndVQ=")
+            .expect("proof");
+        let signature = hmac_sha256(&verifier.stored_key, auth_message.as_bytes()).expect("hmac");
+        let client_key: Vec<u8> = proof.iter().zip(signature).map(|(p, s)| p ^ s).collect();
+        assert_eq!(
+            <[u8; 32]>::from(Sha256::digest(client_key)),
+            verifier.stored_key
+        );
+
+        let stored = verifier.to_string();
+        assert!(
+            stored.starts_with("SCRAM-SHA-256$4096:W22ZaJ0SNY7soEsUEjb6gQ==$"),
+            "{stored}"
+        );
+        assert_eq!(ScramVerifier::parse(&stored), Some(verifier.clone()));
+        assert!(!format!("{verifier:?}").contains(&BASE64.encode(verifier.stored_key)));
+        for bad in [
+            "",
+            "SCRAM-SHA-256$4096:c2FsdA==",
+            "MD5$1:a$b:c",
+            &format!("{stored}$x"),
+        ] {
+            assert_eq!(ScramVerifier::parse(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn verifiers_follow_the_password_and_old_databases_gain_the_column() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let path = dir.path().join(pipewatch_analytics::alerts::CONTROL_DB);
+        {
+            let old = Connection::open(&path).expect("db");
+            old.execute_batch(
+                "CREATE TABLE users (name TEXT PRIMARY KEY, role TEXT NOT NULL,
+                 password_hash TEXT NOT NULL, created_at INTEGER NOT NULL,
+                 password_changed_at INTEGER NOT NULL);",
+            )
+            .expect("old schema");
+            let hash = hash_password("an old passphrase").expect("hash");
+            old.execute(
+                "INSERT INTO users VALUES ('old', 'viewer', ?1, 0, 0)",
+                params![hash],
+            )
+            .expect("old user");
+        }
+        let mut store = UserStore::open(dir.path()).expect("migrated");
+        let (user, verifier) = store.scram_verifier("old").expect("db").expect("user");
+        assert_eq!(user.role, Role::Viewer);
+        assert!(verifier.is_none());
+        assert!(
+            store
+                .authenticate("old", "an old passphrase")
+                .expect("db")
+                .is_some()
+        );
+
+        store
+            .set_password("old", "a passphrase for scram", Utc::now())
+            .expect("changed");
+        let (_, verifier) = store.scram_verifier("old").expect("db").expect("user");
+        let verifier = verifier.expect("verifier after passwd");
+        let again = ScramVerifier::derive(
+            "a passphrase for scram",
+            &verifier.salt,
+            verifier.iterations,
+        )
+        .expect("derive");
+        assert_eq!(again, verifier);
+        store
+            .add("new", Role::Admin, "another passphrase", Utc::now())
+            .expect("added");
+        let stored: String = store
+            .connection
+            .query_row(
+                "SELECT scram_verifier FROM users WHERE name = 'new'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("verifier");
+        assert!(stored.starts_with("SCRAM-SHA-256$4096:"), "{stored}");
+        assert!(!stored.contains("another passphrase"));
+        assert!(store.scram_verifier("nobody").expect("db").is_none());
     }
 
     #[test]

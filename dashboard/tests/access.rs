@@ -472,3 +472,111 @@ async fn hostile_values_are_shown_as_text_on_every_page() {
     let (_, _, page) = site.get(&mut stranger, &login_next).await;
     assert!(!page.contains("<script"), "the login page's next field");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn times_are_shown_in_the_chosen_timezone_with_utc_on_hover() {
+    let site = start(DashboardSettings::default()).await;
+    let alert = seed_alert(
+        &site.data_dir,
+        finding("Bulk read", "vault:ci", "acme/api", "e1"),
+    );
+    let origin = site.base.clone();
+    let mut vera = site.signed_in("vera").await;
+    let detail = format!("/alerts/{alert}");
+    let (_, _, page) = site.get(&mut vera, &detail).await;
+    assert!(page.contains(" UTC</time>"), "UTC until chosen");
+    let (_, _, prefs) = site.get(&mut vera, "/preferences").await;
+    let csrf = hidden(&prefs, "csrf");
+    let (status, _, _) = site
+        .post(
+            &mut vera,
+            "/preferences",
+            &[("csrf", csrf.as_str()), ("timezone", "Not/AZone")],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = site
+        .post(
+            &mut vera,
+            "/preferences",
+            &[("csrf", csrf.as_str()), ("timezone", "Asia/Tokyo")],
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = site.get(&mut vera, &detail).await;
+    assert!(page.contains(" JST</time>"), "{page}");
+    // The exact instant in UTC stays on hover.
+    assert!(page.contains("Z\">") && page.contains("title=\""), "{page}");
+    // Another user's choice is theirs alone.
+    let mut rory = site.signed_in("rory").await;
+    let (_, _, page) = site.get(&mut rory, &detail).await;
+    assert!(page.contains(" UTC</time>"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_trusted_proxy_signs_users_in_and_its_header_is_ignored_from_anywhere_else() {
+    use pipewatch_dashboard::ProxyAuth;
+    let proxied = |trusted: &str| DashboardSettings {
+        proxy_auth: Some(ProxyAuth {
+            header: "x-forwarded-user".parse().expect("header"),
+            trusted: vec![trusted.parse().expect("network")],
+        }),
+        ..DashboardSettings::default()
+    };
+    let site = start(proxied("127.0.0.1/32")).await;
+    let get_as = |user: &'static str, path: &'static str, cookie: String| {
+        site.client
+            .get(format!("{}{path}", site.base))
+            .header("x-forwarded-user", user)
+            .header("x-forwarded-for", "203.0.113.9")
+            .header("cookie", cookie)
+            .send()
+    };
+    let response = get_as("rory", "/alerts", String::new()).await.expect("GET");
+    assert_eq!(response.status(), StatusCode::OK);
+    let cookie = response
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("pipewatch-session="))
+        .and_then(|v| v.split(';').next())
+        .expect("a session for the proxied user")
+        .to_owned();
+    let page = response.text().await.expect("page");
+    assert!(
+        page.contains("rory <small>(responder)</small>"),
+        "signed in as the responder: {page}"
+    );
+    // The session carries on; the role is pipewatch's, not the proxy's.
+    let response = get_as("rory", "/audit", cookie.clone()).await.expect("GET");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    // A user unknown to pipewatch is refused, with how to fix it.
+    let response = get_as("mallory", "/", String::new()).await.expect("GET");
+    assert_eq!(response.status(), StatusCode::FORBIDDEN);
+    assert!(
+        response
+            .text()
+            .await
+            .expect("text")
+            .contains("pipewatch users add")
+    );
+    // The audit log names the client behind the proxy.
+    let mut ada = site.signed_in("ada").await;
+    let (_, _, audit) = site.get(&mut ada, "/audit").await;
+    assert!(audit.contains("signed in by the trusted proxy") && audit.contains("203.0.113.9"));
+
+    // From an address that is not the proxy, the header means nothing.
+    let elsewhere = start(proxied("10.0.0.0/8")).await;
+    let response = elsewhere
+        .client
+        .get(format!("{}/alerts", elsewhere.base))
+        .header("x-forwarded-user", "ada")
+        .send()
+        .await
+        .expect("GET");
+    assert_eq!(response.status(), StatusCode::SEE_OTHER);
+    assert!(response.headers().get(SET_COOKIE).is_none());
+}

@@ -47,6 +47,9 @@ pub(crate) struct Args {
     /// Where the dashboard listens once the demo is ingested and analysed.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: std::net::SocketAddr,
+    /// Where SQL over the PostgreSQL protocol listens (skipped if taken).
+    #[arg(long, default_value = "127.0.0.1:5433")]
+    pg_listen: std::net::SocketAddr,
     /// Stop after printing the results instead of serving the dashboard.
     #[arg(long)]
     no_serve: bool,
@@ -197,10 +200,29 @@ async fn serve_dashboard(args: &Args, password: &str) -> anyhow::Result<()> {
     println!("\n-- Dashboard");
     println!("  open    http://{address}/");
     println!("  sign in as `{DEMO_USER}` with password {password}");
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let pg = crate::config::PgwireConfig {
+        enabled: true,
+        listen: args.pg_listen,
+        ..crate::config::PgwireConfig::default()
+    };
+    let pg_server = match crate::serve::start_pgwire(&pg, &args.data_dir, stop_rx.clone()).await {
+        Ok((server, pg_address)) => {
+            println!(
+                "  psql    psql \"host={} port={} user={DEMO_USER} dbname=pipewatch\" (same password)",
+                pg_address.ip(),
+                pg_address.port()
+            );
+            Some(server)
+        }
+        Err(e) => {
+            eprintln!("warning: no PostgreSQL endpoint: {e:#}");
+            None
+        }
+    };
     println!("  stop with ctrl-c");
     use std::io::Write;
     std::io::stdout().flush().ok();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let server = tokio::spawn(crate::serve::serve_http(
         tcp,
         app,
@@ -210,5 +232,8 @@ async fn serve_dashboard(args: &Args, password: &str) -> anyhow::Result<()> {
     crate::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
     server.await.context("the dashboard server failed")?;
+    if let Some(pg) = pg_server {
+        pg.await.context("the PostgreSQL endpoint failed")?;
+    }
     Ok(())
 }

@@ -234,6 +234,15 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             }
         }
     }
+    let pg_server = if config.process.pgwire.enabled {
+        Some(
+            start_pgwire(&config.process.pgwire, &data_dir, stop_tx.subscribe())
+                .await?
+                .0,
+        )
+    } else {
+        None
+    };
     let _ = gate.set(ingest_routes);
     readiness.intake_open.store(true, Ordering::Release);
     eprintln!(
@@ -247,6 +256,11 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     // In-flight requests finish (and are committed) before the server task ends.
     if let Err(e) = server.await {
         tracing::error!(error = %e, "the HTTP server task failed");
+    }
+    if let Some(pg) = pg_server
+        && let Err(e) = pg.await
+    {
+        tracing::error!(error = %e, "the PostgreSQL endpoint task failed");
     }
     for grpc in grpc_servers {
         if let Err(e) = grpc.await {
@@ -283,6 +297,43 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     }
     eprintln!("pipewatch stopped: everything acknowledged is in the lake");
     Ok(())
+}
+
+/// Starts SQL over the PostgreSQL protocol; it stops when `stop` turns true.
+pub(crate) async fn start_pgwire(
+    config: &crate::config::PgwireConfig,
+    data_dir: &std::path::Path,
+    stop: watch::Receiver<bool>,
+) -> anyhow::Result<(tokio::task::JoinHandle<()>, std::net::SocketAddr)> {
+    let settings = config.settings()?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot listen for PostgreSQL clients on {}",
+                settings.listen
+            )
+        })?;
+    let address = listener
+        .local_addr()
+        .context("cannot read the PostgreSQL listening address")?;
+    eprintln!(
+        "answering SQL over the PostgreSQL protocol on {address}{}",
+        if settings.tls.is_some() {
+            " (TLS only)"
+        } else {
+            ""
+        }
+    );
+    let data_dir = data_dir.to_path_buf();
+    let task = tokio::spawn(async move {
+        if let Err(e) =
+            pipewatch_dashboard::pgwire::serve_pg(data_dir, settings, listener, stop).await
+        {
+            tracing::error!(error = %e, "the PostgreSQL endpoint stopped");
+        }
+    });
+    Ok((task, address))
 }
 
 /// Nobody can sign in to a dashboard without users: say how to add one.

@@ -59,7 +59,7 @@ fn local_target(next: Option<&str>) -> String {
     }
 }
 
-fn cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'static> {
+pub(super) fn cookie(state: &AppState, name: &'static str, value: String) -> Cookie<'static> {
     let mut cookie = Cookie::new(name, value);
     cookie.set_http_only(true);
     cookie.set_same_site(SameSite::Strict);

@@ -3,6 +3,7 @@
 //! headers on every response.
 
 mod auth;
+mod explore;
 mod pages;
 mod sql;
 mod view;
@@ -53,6 +54,20 @@ pub struct DashboardSettings {
     pub query_limits: QueryLimits,
     /// How long pages reuse one view of the lake before looking again.
     pub lake_refresh: Duration,
+    /// Sign-in by a trusted reverse proxy (oauth2-proxy and the like).
+    pub proxy_auth: Option<ProxyAuth>,
+}
+
+/// Trusted reverse-proxy authentication: requests from `trusted` addresses
+/// that carry `header` are signed in as the user it names (who must exist
+/// in pipewatch, with the role given there). From anywhere else the header
+/// is ignored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ProxyAuth {
+    /// The header the proxy sets, such as `X-Forwarded-User`.
+    pub header: HeaderName,
+    /// The proxy's addresses or networks.
+    pub trusted: Vec<ipnet::IpNet>,
 }
 
 impl Default for DashboardSettings {
@@ -67,6 +82,7 @@ impl Default for DashboardSettings {
                 ..QueryLimits::default()
             },
             lake_refresh: Duration::from_secs(15),
+            proxy_auth: None,
         }
     }
 }
@@ -89,6 +105,7 @@ pub const POLICY: &[(Method, &str, Access)] = &[
     (Method::GET, "/login", Access::Public),
     (Method::POST, "/login", Access::Public),
     (Method::GET, "/static/app.css", Access::Public),
+    (Method::GET, "/static/favicon.svg", Access::Public),
     (Method::POST, "/logout", Access::AtLeast(Role::Viewer)),
     (Method::GET, "/", Access::AtLeast(Role::Viewer)),
     (Method::GET, "/alerts", Access::AtLeast(Role::Viewer)),
@@ -103,6 +120,12 @@ pub const POLICY: &[(Method, &str, Access)] = &[
         Access::AtLeast(Role::Responder),
     ),
     (Method::GET, "/audit", Access::AtLeast(Role::Admin)),
+    (Method::GET, "/ingestion", Access::AtLeast(Role::Viewer)),
+    (Method::GET, "/secrets", Access::AtLeast(Role::Viewer)),
+    (Method::GET, "/repos", Access::AtLeast(Role::Viewer)),
+    (Method::GET, "/repo", Access::AtLeast(Role::Viewer)),
+    (Method::GET, "/preferences", Access::AtLeast(Role::Viewer)),
+    (Method::POST, "/preferences", Access::AtLeast(Role::Viewer)),
     (Method::GET, "/sql", Access::AtLeast(Role::Viewer)),
     (Method::GET, "/sql/export", Access::AtLeast(Role::Viewer)),
     (Method::POST, "/sql/saved", Access::AtLeast(Role::Responder)),
@@ -307,11 +330,20 @@ fn routes() -> Router<AppState> {
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/static/app.css", get(stylesheet))
+        .route("/static/favicon.svg", get(favicon))
         .route("/", get(pages::overview))
         .route("/alerts", get(pages::alerts))
         .route("/alerts/{alert_id}", get(pages::alert_detail))
         .route("/alerts/actions", post(pages::alert_actions))
         .route("/audit", get(pages::audit))
+        .route("/ingestion", get(explore::ingestion))
+        .route("/secrets", get(explore::secrets))
+        .route("/repos", get(explore::repositories))
+        .route("/repo", get(explore::repository))
+        .route(
+            "/preferences",
+            get(pages::preferences).post(pages::save_preferences),
+        )
         .route("/sql", get(sql::console))
         .route("/sql/export", get(sql::export))
         .route("/sql/saved", post(sql::save))
@@ -382,17 +414,57 @@ async fn stylesheet() -> Response {
         .into_response()
 }
 
+async fn favicon() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "image/svg+xml"),
+            (header::CACHE_CONTROL, "public, max-age=86400"),
+        ],
+        include_str!("../../static/favicon.svg"),
+    )
+        .into_response()
+}
+
 async fn not_found() -> Response {
     view::error_page(StatusCode::NOT_FOUND, "No such page.")
 }
 
-fn client_address(request: &Request) -> ClientAddress {
+fn peer_ip(request: &Request) -> Option<std::net::IpAddr> {
+    request
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|info| info.0.ip())
+}
+
+/// The client's address: the peer, or behind a trusted proxy the address
+/// the proxy appended to `X-Forwarded-For`.
+fn client_address(request: &Request, proxy: Option<&ProxyAuth>) -> ClientAddress {
+    let peer = peer_ip(request);
+    let forwarded = proxy
+        .filter(|p| peer.is_some_and(|ip| p.trusted.iter().any(|net| net.contains(&ip))))
+        .and_then(|_| request.headers().get("x-forwarded-for"))
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.rsplit(',').next())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| v.parse::<std::net::IpAddr>().is_ok());
     ClientAddress(
-        request
-            .extensions()
-            .get::<ConnectInfo<SocketAddr>>()
-            .map_or_else(|| "unknown".to_owned(), |info| info.0.ip().to_string()),
+        forwarded.unwrap_or_else(|| peer.map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())),
     )
+}
+
+/// The user a trusted proxy vouches for, if this request came through one.
+fn proxy_user(request: &Request, proxy: Option<&ProxyAuth>) -> Option<String> {
+    let proxy = proxy?;
+    let peer = peer_ip(request)?;
+    if !proxy.trusted.iter().any(|net| net.contains(&peer)) {
+        return None;
+    }
+    request
+        .headers()
+        .get(&proxy.header)
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.trim().to_owned())
+        .filter(|v| !v.is_empty())
 }
 
 /// Whether a state-changing request comes from a page of this origin.
@@ -445,7 +517,8 @@ fn bearer(request: &Request) -> Option<String> {
 /// session or API token, the role, and for state changes made from a
 /// browser the origin and the CSRF token.
 async fn guard(State(state): State<AppState>, mut request: Request, next: Next) -> Response {
-    let address = client_address(&request);
+    let proxy = state.0.settings.proxy_auth.as_ref();
+    let address = client_address(&request, proxy);
     request.extensions_mut().insert(address.clone());
     let method = request.method().clone();
     let path = request
@@ -513,6 +586,7 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
             csrf_token: String::new(),
             created_at: Utc::now(),
             token: Some(principal.name),
+            timezone: chrono_tz::UTC,
         });
         return next.run(request).await;
     }
@@ -534,6 +608,65 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
             }
         },
         None => None,
+    };
+    // Behind a trusted proxy, its header names the user: a session is opened
+    // (or kept) for them, so forms and CSRF work as after a password sign-in.
+    let mut issued = None;
+    let public = matches!(policy, Some(Access::Public));
+    let session = match proxy_user(&request, proxy).filter(|_| !public) {
+        Some(user) if session.as_ref().is_none_or(|s| s.user != user) => {
+            let role = match state.sessions().role_of(&user) {
+                Ok(role) => role,
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot look up a proxied user");
+                    return refusal(
+                        api,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Sessions are unavailable.",
+                    );
+                }
+            };
+            let Some(role) = role else {
+                return deny(
+                    &user,
+                    StatusCode::FORBIDDEN,
+                    "proxied user unknown to pipewatch",
+                    &format!(
+                        "{user} is not a pipewatch user; an admin can add them with `pipewatch users add`."
+                    ),
+                );
+            };
+            let created = state.sessions().create(
+                &user,
+                role,
+                token.as_deref(),
+                Some(&address.0),
+                Utc::now(),
+            );
+            match created {
+                Ok(new) => {
+                    state.audit(
+                        &user,
+                        &address,
+                        "login",
+                        None,
+                        "ok",
+                        Some("signed in by the trusted proxy"),
+                    );
+                    issued = Some(new.token);
+                    Some(new.session)
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "cannot open a session");
+                    return refusal(
+                        api,
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "Sessions are unavailable.",
+                    );
+                }
+            }
+        }
+        _ => session,
     };
     let actor = session
         .as_ref()
@@ -613,7 +746,14 @@ async fn guard(State(state): State<AppState>, mut request: Request, next: Next) 
         request = Request::from_parts(parts, Body::from(bytes));
     }
     request.extensions_mut().insert(session);
-    next.run(request).await
+    let mut response = next.run(request).await;
+    if let Some(token) = issued {
+        let cookie = auth::cookie(&state, state.session_cookie(), token);
+        if let Ok(value) = HeaderValue::from_str(&cookie.to_string()) {
+            response.headers_mut().append(header::SET_COOKIE, value);
+        }
+    }
+    response
 }
 
 #[cfg(test)]

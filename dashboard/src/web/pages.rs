@@ -10,7 +10,6 @@ use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
-use datafusion::arrow::util::display::array_value_to_string;
 use pipewatch_analytics::QueryOutput;
 use pipewatch_analytics::alerts::{Alert, AlertError, AlertFilter, AlertStatus};
 use pipewatch_analytics::metrics::{MetricValue, Scope, Window, run_metrics};
@@ -39,19 +38,7 @@ fn unavailable(what: &str, e: impl std::fmt::Display) -> Response {
 
 /// The rows of a small query result as text, column by column.
 fn text_rows(output: &QueryOutput) -> Vec<Vec<String>> {
-    let mut rows = Vec::new();
-    for batch in &output.batches {
-        for row in 0..batch.num_rows() {
-            rows.push(
-                batch
-                    .columns()
-                    .iter()
-                    .map(|column| array_value_to_string(column, row).unwrap_or_default())
-                    .collect(),
-            );
-        }
-    }
-    rows
+    view::result_rows(output, usize::MAX, usize::MAX)
 }
 
 struct MetricRow {
@@ -202,34 +189,14 @@ pub(crate) async fn overview(
         Ok(out) => text_rows(&out),
         Err(e) => return unavailable("Ingest rates cannot be read", e),
     };
-    let mut per_source: BTreeMap<String, BTreeMap<i64, u64>> = BTreeMap::new();
-    for row in &hourly {
-        if let [source, hour, n] = row.as_slice() {
-            per_source
-                .entry(source.clone())
-                .or_default()
-                .insert(hour.parse().unwrap_or(0), n.parse().unwrap_or(0));
-        }
-    }
-    let last_hour = per_source
-        .values()
-        .filter_map(|h| h.keys().max().copied())
-        .max()
-        .unwrap_or(0);
-    let mut sources: Vec<SourceHealth> = per_source
+    let sources: Vec<SourceHealth> = super::explore::source_rates(&hourly, 24)
         .into_iter()
-        .map(|(source, hours)| {
-            let series: Vec<Option<f64>> = (last_hour - 23..=last_hour)
-                .map(|h| Some(hours.get(&h).copied().unwrap_or(0) as f64))
-                .collect();
-            SourceHealth {
-                source,
-                events: hours.values().sum(),
-                chart: charts::trend(&series, None),
-            }
+        .map(|rate| SourceHealth {
+            source: rate.source,
+            events: rate.total,
+            chart: rate.chart,
         })
         .collect();
-    sources.sort_by_key(|s| std::cmp::Reverse(s.events));
     let dead = lake
         .query("SELECT reason, count(*) AS n FROM dead_letters GROUP BY reason ORDER BY n DESC LIMIT 10")
         .await;
@@ -253,7 +220,7 @@ pub(crate) async fn overview(
         newest: report
             .newest_event_micros
             .and_then(chrono::DateTime::from_timestamp_micros)
-            .map(Moment::new),
+            .map(|t| Moment::new(t, session.timezone)),
         open_total: open.len(),
         open_alerts,
         sources,
@@ -370,7 +337,7 @@ pub(crate) async fn alerts(
             detector: alert.detector.clone(),
             repository: alert.scope.repository.clone().unwrap_or_default(),
             entity: alert.entity.clone(),
-            last_seen: Moment::new(alert.last_event_time),
+            last_seen: Moment::new(alert.last_event_time, session.timezone),
             status: alert.status.as_str(),
             delivery: by_alert
                 .get(alert.alert_id.as_str())
@@ -436,6 +403,169 @@ struct AlertPage {
     back: String,
     /// The console, prepared with the evidence events.
     sql_link: String,
+    /// Links to the same actor, secret, runner, run and repository.
+    pivots: Vec<Pivot>,
+    /// Daily events like the first evidence's over the 30 days up to the alert.
+    baseline: Option<Baseline>,
+    /// The evidence events, and what the same actor or repository did around them.
+    sections: Vec<super::explore::Section>,
+}
+
+struct Pivot {
+    label: String,
+    link: String,
+}
+
+struct Baseline {
+    what: String,
+    chart: String,
+    usual: String,
+    on_the_day: String,
+}
+
+/// The first evidence event's pivots: who, what, where.
+#[derive(Default)]
+struct EvidenceKeys {
+    actor: Option<String>,
+    repo: Option<String>,
+    action: Option<String>,
+    secret: Option<String>,
+    runner: Option<String>,
+    run: Option<String>,
+}
+
+async fn evidence_keys(state: &AppState, alert: &Alert) -> EvidenceKeys {
+    let Some(first) = alert.evidence_event_ids.first() else {
+        return EvidenceKeys::default();
+    };
+    let sql = format!(
+        "SELECT actor, repo, action, CASE WHEN category = 'secret_access' THEN target_name END AS secret,
+           cicd_worker_name, cicd_pipeline_run_id FROM events WHERE event_id = {} LIMIT 1",
+        super::explore::literal(first)
+    );
+    let rows = match state.lake().await {
+        Ok(lake) => lake.query(&sql).await.map(|out| text_rows(&out)),
+        Err(e) => Err(e),
+    };
+    let row = match rows {
+        Ok(rows) => rows.into_iter().next().unwrap_or_default(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot read an alert's evidence");
+            Vec::new()
+        }
+    };
+    let get = |i: usize| row.get(i).filter(|v| !v.is_empty()).cloned();
+    EvidenceKeys {
+        actor: get(0),
+        repo: get(1),
+        action: get(2),
+        secret: get(3),
+        runner: get(4),
+        run: get(5),
+    }
+}
+
+fn pivots(keys: &EvidenceKeys) -> Vec<Pivot> {
+    let literal = super::explore::literal;
+    let console = super::explore::console_link;
+    let recent = |filter: String| {
+        console(&format!(
+            "SELECT event_time, category, action, outcome, actor, repo, target_name, cicd_pipeline_run_id\n\
+             FROM events\nWHERE {filter}\nORDER BY event_time DESC\nLIMIT 200"
+        ))
+    };
+    let mut pivots = Vec::new();
+    if let Some(actor) = &keys.actor {
+        pivots.push(Pivot {
+            label: format!("Everything {actor} did"),
+            link: recent(format!("actor = {}", literal(actor))),
+        });
+    }
+    if let Some(secret) = &keys.secret {
+        pivots.push(Pivot {
+            label: format!("Who else reads {secret}"),
+            link: format!(
+                "/secrets?{}",
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("name", secret)
+                    .finish()
+            ),
+        });
+    }
+    if let Some(runner) = &keys.runner {
+        pivots.push(Pivot {
+            label: format!("Everything on runner {runner}"),
+            link: recent(format!("cicd_worker_name = {}", literal(runner))),
+        });
+    }
+    if let Some(run) = &keys.run {
+        pivots.push(Pivot {
+            label: format!("The whole run {run}"),
+            link: console(&format!(
+                "SELECT event_time, category, action, outcome, actor, cicd_pipeline_task_name, target_name\n\
+                 FROM events\nWHERE cicd_pipeline_run_id = {}\nORDER BY event_time",
+                literal(run)
+            )),
+        });
+    }
+    if let Some(repo) = &keys.repo {
+        pivots.push(Pivot {
+            label: format!("Repository {repo}"),
+            link: format!(
+                "/repo?{}",
+                form_urlencoded::Serializer::new(String::new())
+                    .append_pair("name", repo)
+                    .finish()
+            ),
+        });
+    }
+    pivots
+}
+
+/// Seconds since the epoch as an SQL timestamp literal in UTC.
+fn time_literal(seconds: i64) -> String {
+    let t = chrono::DateTime::from_timestamp(seconds, 0).unwrap_or_default();
+    format!("TIMESTAMP '{}'", t.format("%Y-%m-%dT%H:%M:%SZ"))
+}
+
+/// Daily counts of events like the first evidence's (same action by the
+/// same actor, or in the same repository) over the 30 days up to the alert.
+async fn baseline(state: &AppState, alert: &Alert, keys: &EvidenceKeys) -> Option<Baseline> {
+    let literal = super::explore::literal;
+    let action = keys.action.as_ref()?;
+    let (who, filter) = match (&keys.actor, &keys.repo) {
+        (Some(actor), _) => (actor.clone(), format!("actor = {}", literal(actor))),
+        (None, Some(repo)) => (repo.clone(), format!("repo = {}", literal(repo))),
+        (None, None) => return None,
+    };
+    let last_day = alert.last_event_time.timestamp().div_euclid(86_400);
+    let sql = format!(
+        "SELECT CAST(floor(date_part('epoch', event_time) / 86400) AS BIGINT) AS day, count(*) AS n
+         FROM events WHERE action = {} AND {filter}
+           AND event_time >= {} AND event_time < {}
+         GROUP BY day",
+        literal(action),
+        time_literal((last_day - 29) * 86_400),
+        time_literal((last_day + 1) * 86_400)
+    );
+    let lake = state.lake().await.ok()?;
+    let rows = text_rows(&lake.query(&sql).await.ok()?);
+    let counts: HashMap<i64, f64> = rows
+        .iter()
+        .filter_map(|r| Some((r.first()?.parse().ok()?, r.get(1)?.parse().ok()?)))
+        .collect();
+    let series: Vec<Option<f64>> = (last_day - 29..=last_day)
+        .map(|d| Some(counts.get(&d).copied().unwrap_or(0.0)))
+        .collect();
+    let mut before: Vec<f64> = series[..29].iter().flatten().copied().collect();
+    before.sort_by(f64::total_cmp);
+    let median = before.get(before.len() / 2).copied().unwrap_or(0.0);
+    Some(Baseline {
+        what: format!("{action} by {who}, per day"),
+        chart: crate::charts::trend(&series, None),
+        usual: format!("{median:.0}"),
+        on_the_day: format!("{:.0}", series.last().copied().flatten().unwrap_or(0.0)),
+    })
 }
 
 /// A query listing `alert`'s evidence events, oldest first.
@@ -480,20 +610,70 @@ pub(crate) async fn alert_detail(
         Ok(records) => records,
         Err(e) => return unavailable("Delivery states cannot be read", e),
     };
+    let keys = evidence_keys(&state, &alert).await;
+    let baseline = baseline(&state, &alert, &keys).await;
+    let mut sections = Vec::new();
+    let ids: Vec<String> = alert
+        .evidence_event_ids
+        .iter()
+        .take(50)
+        .map(|id| super::explore::literal(id))
+        .collect();
+    if !ids.is_empty() {
+        let shown = super::explore::Shown {
+            title: "Evidence events",
+            note: "",
+            sql: format!(
+                "SELECT event_time, category, source, action, outcome, actor, repo, target_name, event_id
+                 FROM events WHERE event_id IN ({}) ORDER BY event_time",
+                ids.join(", ")
+            ),
+            links: &[],
+        };
+        match super::explore::section(&state, session.timezone, shown).await {
+            Ok(section) => sections.push(section),
+            Err(response) => return response,
+        }
+    }
+    let around = match (&keys.actor, &keys.repo) {
+        (Some(actor), _) => Some(("actor", actor.clone())),
+        (None, Some(repo)) => Some(("repo", repo.clone())),
+        _ => None,
+    };
+    if let Some((column, value)) = around {
+        let from = time_literal(alert.event_time.timestamp() - 6 * 3_600);
+        let to = time_literal(alert.last_event_time.timestamp() + 6 * 3_600);
+        let shown = super::explore::Shown {
+            title: "Around the alert",
+            note: "Everything the same actor (or repository) did from six hours before the first evidence to six hours after the last.",
+            sql: format!(
+                "SELECT event_time, category, action, outcome, actor, repo, target_name, cicd_pipeline_run_id AS run
+                 FROM events WHERE {column} = {} AND event_time >= {from}
+                   AND event_time <= {to}
+                 ORDER BY event_time LIMIT 100",
+                super::explore::literal(&value)
+            ),
+            links: &[],
+        };
+        match super::explore::section(&state, session.timezone, shown).await {
+            Ok(section) => sections.push(section),
+            Err(response) => return response,
+        }
+    }
     let page = AlertPage {
         nav: Nav::new(&session, "alerts"),
         severity: alert.severity.as_str(),
         status: alert.status.as_str(),
-        first_seen: Moment::new(alert.event_time),
-        last_seen: Moment::new(alert.last_event_time),
-        created: Moment::new(alert.created_at),
+        first_seen: Moment::new(alert.event_time, session.timezone),
+        last_seen: Moment::new(alert.last_event_time, session.timezone),
+        created: Moment::new(alert.created_at, session.timezone),
         repository: alert.scope.repository.clone().unwrap_or_default(),
         organisation: alert.scope.organisation.clone().unwrap_or_default(),
         evidence: alert.evidence_event_ids.iter().take(50).cloned().collect(),
         history: history
             .into_iter()
             .map(|change| HistoryRow {
-                at: Moment::new(change.changed_at),
+                at: Moment::new(change.changed_at, session.timezone),
                 actor: change.actor,
                 from: change.from.as_str(),
                 to: change.to.as_str(),
@@ -508,7 +688,7 @@ pub(crate) async fn alert_detail(
                 action: r.action,
                 status: r.status,
                 attempts: r.attempts,
-                delivered_at: r.delivered_at.map(Moment::new),
+                delivered_at: r.delivered_at.map(|t| Moment::new(t, session.timezone)),
                 last_error: r.last_error.unwrap_or_default(),
             })
             .collect(),
@@ -519,6 +699,9 @@ pub(crate) async fn alert_detail(
                 .append_pair("q", &evidence_sql(&alert))
                 .finish()
         ),
+        pivots: pivots(&keys),
+        baseline,
+        sections,
         alert,
     };
     render(&page)
@@ -654,7 +837,7 @@ pub(crate) async fn audit(
         rows: entries
             .into_iter()
             .map(|entry| AuditRow {
-                at: Moment::new(entry.at),
+                at: Moment::new(entry.at, session.timezone),
                 entry,
             })
             .collect(),
@@ -678,5 +861,46 @@ pub(crate) async fn api_alerts(
             )
                 .into_response()
         }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "preferences.html")]
+struct PreferencesPage {
+    nav: Nav,
+    zones: Vec<&'static str>,
+    now: Moment,
+}
+
+/// `/preferences`: the timezone times are shown in.
+pub(crate) async fn preferences(Extension(session): Extension<Session>) -> Response {
+    let nav = Nav::new(&session, "preferences");
+    let page = PreferencesPage {
+        now: nav.moment(Utc::now()),
+        zones: chrono_tz::TZ_VARIANTS.iter().map(|tz| tz.name()).collect(),
+        nav,
+    };
+    render(&page)
+}
+
+/// `POST /preferences`: records the chosen timezone.
+pub(crate) async fn save_preferences(
+    State(state): State<AppState>,
+    Extension(session): Extension<Session>,
+    body: Bytes,
+) -> Response {
+    let chosen = form_urlencoded::parse(&body)
+        .find(|(key, _)| key == "timezone")
+        .map(|(_, value)| value.into_owned())
+        .unwrap_or_default();
+    let Ok(timezone) = chosen.parse::<chrono_tz::Tz>() else {
+        return view::error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("`{chosen}` is not a timezone of the IANA database."),
+        );
+    };
+    match state.sessions().set_timezone(&session.user, timezone) {
+        Ok(()) => Redirect::to("/preferences").into_response(),
+        Err(e) => unavailable("The preference cannot be saved", e),
     }
 }

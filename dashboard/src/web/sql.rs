@@ -12,7 +12,6 @@ use axum::extract::{Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::Utc;
-use datafusion::arrow::util::display::array_value_to_string;
 use pipewatch_analytics::query::OutputFormat;
 use pipewatch_analytics::{QueryError, QueryOutput, render as render_output};
 use serde::Deserialize;
@@ -123,13 +122,6 @@ fn console_link(sql: &str) -> String {
     )
 }
 
-fn clip(text: &str, chars: usize) -> String {
-    match text.char_indices().nth(chars) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
 fn table_of(output: &QueryOutput, max_rows: usize) -> (Vec<String>, Vec<Vec<String>>) {
     let columns = output
         .schema
@@ -137,27 +129,10 @@ fn table_of(output: &QueryOutput, max_rows: usize) -> (Vec<String>, Vec<Vec<Stri
         .iter()
         .map(|f| f.name().clone())
         .collect();
-    let mut rows = Vec::new();
-    'batches: for batch in &output.batches {
-        for row in 0..batch.num_rows() {
-            if rows.len() >= max_rows {
-                break 'batches;
-            }
-            rows.push(
-                batch
-                    .columns()
-                    .iter()
-                    .map(|c| {
-                        clip(
-                            &array_value_to_string(c, row).unwrap_or_default(),
-                            SHOWN_CELL_CHARS,
-                        )
-                    })
-                    .collect(),
-            );
-        }
-    }
-    (columns, rows)
+    (
+        columns,
+        view::result_rows(output, max_rows, SHOWN_CELL_CHARS),
+    )
 }
 
 /// Runs `sql` for `session` (admins also see the audit log), audited as `action`.
@@ -175,7 +150,7 @@ async fn run_audited(
         Err(e) => Err(e),
     };
     let elapsed = started.elapsed().as_millis();
-    let statement = clip(sql, AUDITED_SQL_CHARS);
+    let statement = view::clip(sql, AUDITED_SQL_CHARS);
     match &result {
         Ok(out) => state.audit(
             &session.actor(),
@@ -261,7 +236,7 @@ pub(crate) async fn console(
                     name: q.name,
                     sql: q.sql,
                     owner: q.owner,
-                    saved_at: Moment::new(q.saved_at),
+                    saved_at: Moment::new(q.saved_at, session.timezone),
                 })
                 .collect();
         }

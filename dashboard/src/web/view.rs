@@ -19,6 +19,8 @@ pub(crate) struct Nav {
     pub(crate) is_admin: bool,
     /// Which page is open (`overview`, `alerts`, `audit`).
     pub(crate) current: &'static str,
+    /// The timezone times are shown in.
+    pub(crate) timezone: chrono_tz::Tz,
 }
 
 impl Nav {
@@ -30,11 +32,18 @@ impl Nav {
             can_respond: session.role.allows(Role::Responder),
             is_admin: session.role.allows(Role::Admin),
             current,
+            timezone: session.timezone,
         }
+    }
+
+    /// `t` as this user reads it.
+    pub(crate) fn moment(&self, t: DateTime<Utc>) -> Moment {
+        Moment::new(t, self.timezone)
     }
 }
 
-/// A point in time: machine-readable UTC, and as shown.
+/// A point in time: machine-readable UTC (also shown on hover), and as
+/// shown in the viewer's timezone.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) struct Moment {
     pub(crate) utc: String,
@@ -42,10 +51,13 @@ pub(crate) struct Moment {
 }
 
 impl Moment {
-    pub(crate) fn new(t: DateTime<Utc>) -> Self {
+    pub(crate) fn new(t: DateTime<Utc>, timezone: chrono_tz::Tz) -> Self {
         Moment {
             utc: t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
-            shown: t.format("%Y-%m-%d %H:%M UTC").to_string(),
+            shown: t
+                .with_timezone(&timezone)
+                .format("%Y-%m-%d %H:%M %Z")
+                .to_string(),
         }
     }
 }
@@ -87,5 +99,44 @@ pub(crate) fn format_value(value: Option<f64>, unit: &str) -> String {
         Some(v) if unit == "hours" => format!("{v:.1} h"),
         Some(v) if v.fract() == 0.0 && v.abs() < 1e15 => format!("{v:.0}"),
         Some(v) => format!("{v:.2}"),
+    }
+}
+
+/// Up to `max_rows` rows of a query result as text, each cell cut to
+/// `cell_chars` characters.
+pub(crate) fn result_rows(
+    output: &pipewatch_analytics::QueryOutput,
+    max_rows: usize,
+    cell_chars: usize,
+) -> Vec<Vec<String>> {
+    use datafusion::arrow::util::display::array_value_to_string;
+    let mut rows = Vec::new();
+    'batches: for batch in &output.batches {
+        for row in 0..batch.num_rows() {
+            if rows.len() >= max_rows {
+                break 'batches;
+            }
+            rows.push(
+                batch
+                    .columns()
+                    .iter()
+                    .map(|c| {
+                        clip(
+                            &array_value_to_string(c, row).unwrap_or_default(),
+                            cell_chars,
+                        )
+                    })
+                    .collect(),
+            );
+        }
+    }
+    rows
+}
+
+/// `text` cut to `chars` characters, with an ellipsis when cut.
+pub(crate) fn clip(text: &str, chars: usize) -> String {
+    match text.char_indices().nth(chars) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
     }
 }
