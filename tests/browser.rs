@@ -5,6 +5,7 @@
 
 mod support;
 
+use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -20,6 +21,11 @@ struct Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // chromedriver and the Chromium it started share a process group;
+        // ending the group leaves no browser behind when a test fails.
+        let _ = Command::new("kill")
+            .args(["-TERM", &format!("-{}", self.child.id())])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -36,6 +42,7 @@ fn start_driver() -> Driver {
     let port = free_port();
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -105,13 +112,37 @@ impl Browser {
         }
     }
 
-    /// The path once it satisfies `done` (navigation after a click can lag).
+    /// The path once it satisfies `done` and that page has loaded
+    /// (navigation after a click completes after the click returns).
     async fn path_when(&self, done: impl Fn(&str) -> bool) -> String {
-        let deadline = Instant::now() + Duration::from_secs(15);
+        let deadline = Instant::now() + Duration::from_secs(20);
         loop {
             let path = self.path().await;
-            if done(&path) || Instant::now() > deadline {
+            if done(&path) && self.loaded().await || Instant::now() > deadline {
                 return path;
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    async fn loaded(&self) -> bool {
+        self.client
+            .execute("return document.readyState;", vec![])
+            .await
+            .is_ok_and(|state| state == "complete")
+    }
+
+    /// The page's text once it contains `needle` (or the last text seen).
+    async fn text_when(&self, needle: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            // Mid-navigation the old body may be gone: try again.
+            let text = match self.client.find(Locator::Css("body")).await {
+                Ok(body) => body.text().await.unwrap_or_default(),
+                Err(_) => String::new(),
+            };
+            if text.contains(needle) && self.loaded().await || Instant::now() > deadline {
+                return text;
             }
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
@@ -257,7 +288,7 @@ async fn a_new_user_signs_in_reviews_triages_and_investigates_in_a_real_browser(
     }
     b.checkpoint("04-alert").await;
     b.click("form.actions button[value=acknowledge]").await;
-    let after = b.text().await;
+    let after = b.text_when("acknowledged").await;
     assert!(
         after.contains("acknowledged"),
         "the status changed: {after}"
@@ -267,7 +298,8 @@ async fn a_new_user_signs_in_reviews_triages_and_investigates_in_a_real_browser(
 
     // Investigation: the evidence in SQL, then a query of one's own and its CSV.
     b.click("a[href^='/sql?q=']").await;
-    let evidence = b.text().await;
+    b.path_when(|p| p.starts_with("/sql?q=")).await;
+    let evidence = b.text_when("row(s) in").await;
     assert!(
         evidence.contains("row(s) in"),
         "the evidence query ran: {evidence}"
@@ -283,6 +315,7 @@ async fn a_new_user_signs_in_reviews_triages_and_investigates_in_a_real_browser(
         .await
         .expect("typed");
     b.click("form.sql button[type=submit]").await;
+    b.path_when(|p| p.starts_with("/sql?q=")).await;
     let results = b
         .client
         .find_all(Locator::Css("table.results tbody tr"))
