@@ -56,24 +56,12 @@ pub struct AuditLog {
 impl AuditLog {
     /// Opens (creating if needed) the audit log of `data_dir`.
     pub fn open(data_dir: &Path) -> Result<Self, UserError> {
-        let path = data_dir.join(pipewatch_analytics::alerts::CONTROL_DB);
-        let error = |e: rusqlite::Error| UserError::Database {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        };
-        let connection = Connection::open(&path).map_err(error)?;
-        connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
-            .map_err(error)?;
-        connection.execute_batch(SCHEMA).map_err(error)?;
+        let (connection, path) = crate::users::open_control_db(data_dir, SCHEMA)?;
         Ok(AuditLog { connection, path })
     }
 
     fn error(&self, e: rusqlite::Error) -> UserError {
-        UserError::Database {
-            path: self.path.display().to_string(),
-            detail: e.to_string(),
-        }
+        crate::users::db_error(&self.path, e)
     }
 
     /// Appends one entry.

@@ -111,19 +111,10 @@ fn span_micros(d: Duration) -> i64 {
 impl SessionStore {
     /// Opens the sessions of `data_dir`'s control database.
     pub fn open(data_dir: &Path, limits: SessionLimits) -> Result<Self, UserError> {
-        let path = data_dir.join(pipewatch_analytics::alerts::CONTROL_DB);
-        let error = |e: rusqlite::Error| UserError::Database {
-            path: path.display().to_string(),
-            detail: e.to_string(),
-        };
         // The users table is created here too, so a session can always be
         // checked against it.
         drop(crate::users::UserStore::open(data_dir)?);
-        let connection = Connection::open(&path).map_err(error)?;
-        connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
-            .map_err(error)?;
-        connection.execute_batch(SCHEMA).map_err(error)?;
+        let (connection, path) = crate::users::open_control_db(data_dir, SCHEMA)?;
         Ok(SessionStore {
             connection,
             path,
@@ -132,10 +123,7 @@ impl SessionStore {
     }
 
     fn error(&self, e: rusqlite::Error) -> UserError {
-        UserError::Database {
-            path: self.path.display().to_string(),
-            detail: e.to_string(),
-        }
+        crate::users::db_error(&self.path, e)
     }
 
     /// Opens a session for `user`, ending the one the browser came with

@@ -250,18 +250,7 @@ fn from_micros(v: i64) -> DateTime<Utc> {
 impl UserStore {
     /// Opens (creating if needed) the users of `data_dir`'s control database.
     pub fn open(data_dir: &Path) -> Result<Self, UserError> {
-        std::fs::create_dir_all(data_dir).map_err(|e| UserError::Database {
-            path: data_dir.display().to_string(),
-            detail: e.to_string(),
-        })?;
-        let path = data_dir.join(pipewatch_analytics::alerts::CONTROL_DB);
-        let connection = Connection::open(&path).map_err(|e| db_error(&path, e))?;
-        connection
-            .execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
-            .map_err(|e| db_error(&path, e))?;
-        connection
-            .execute_batch(SCHEMA)
-            .map_err(|e| db_error(&path, e))?;
+        let (connection, path) = open_control_db(data_dir, SCHEMA)?;
         add_scram_column(&connection).map_err(|e| db_error(&path, e))?;
         Ok(UserStore { connection, path })
     }
@@ -460,7 +449,28 @@ fn add_scram_column(connection: &Connection) -> rusqlite::Result<()> {
     Ok(())
 }
 
-fn db_error(path: &Path, e: rusqlite::Error) -> UserError {
+/// A connection to `data_dir`'s control database (created if needed, WAL,
+/// waiting on locks) with `schema` applied, and the database's path.
+pub(crate) fn open_control_db(
+    data_dir: &Path,
+    schema: &str,
+) -> Result<(Connection, PathBuf), UserError> {
+    std::fs::create_dir_all(data_dir).map_err(|e| UserError::Database {
+        path: data_dir.display().to_string(),
+        detail: e.to_string(),
+    })?;
+    let path = data_dir.join(pipewatch_analytics::alerts::CONTROL_DB);
+    let connection = Connection::open(&path).map_err(|e| db_error(&path, e))?;
+    connection
+        .execute_batch("PRAGMA journal_mode = WAL; PRAGMA busy_timeout = 5000;")
+        .map_err(|e| db_error(&path, e))?;
+    connection
+        .execute_batch(schema)
+        .map_err(|e| db_error(&path, e))?;
+    Ok((connection, path))
+}
+
+pub(crate) fn db_error(path: &Path, e: rusqlite::Error) -> UserError {
     UserError::Database {
         path: path.display().to_string(),
         detail: e.to_string(),
