@@ -10,21 +10,33 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use fantoccini::wd::WebDriverCompatibleCommand;
+use fantoccini::wd::{TimeoutConfiguration, WebDriverCompatibleCommand};
 use fantoccini::{Client, ClientBuilder, Locator};
 
 /// chromedriver on a free port, stopped when dropped.
 struct Driver {
     child: Child,
     url: String,
+    log: PathBuf,
 }
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        if std::thread::panicking() {
+            // What the driver and the browser said last tells where it stuck.
+            let log = std::fs::read_to_string(&self.log).unwrap_or_default();
+            let tail: Vec<&str> = log.lines().rev().take(60).collect();
+            eprintln!("chromedriver log, last lines:");
+            for line in tail.iter().rev() {
+                eprintln!("  {line}");
+            }
+        }
         // chromedriver and the Chromium it started share a process group;
         // ending the group leaves no browser behind when a test fails.
+        // `--` keeps procps' kill from reading the negative group id as
+        // options (it would signal every process).
         let _ = Command::new("kill")
-            .args(["-TERM", &format!("-{}", self.child.id())])
+            .args(["-s", "TERM", "--", &format!("-{}", self.child.id())])
             .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
@@ -38,10 +50,13 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn start_driver() -> Driver {
+fn start_driver(dir: &Path) -> Driver {
     let port = free_port();
+    let log = dir.join("chromedriver.log");
     let child = Command::new("chromedriver")
         .arg(format!("--port={port}"))
+        .arg(format!("--log-path={}", log.display()))
+        .arg("--log-level=INFO")
         .process_group(0)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -57,6 +72,7 @@ fn start_driver() -> Driver {
     Driver {
         child,
         url: format!("http://127.0.0.1:{port}"),
+        log,
     }
 }
 
@@ -183,12 +199,41 @@ fn screenshots_dir() -> PathBuf {
     dir
 }
 
-async fn browser(driver: &Driver, base: &str, downloads: &Path) -> Browser {
+/// Chromium as a test browser on a closed network: no sandbox (CI runs as
+/// root), a fresh profile, nothing that phones home or waits on a desktop
+/// keyring or a proxy.
+fn chromium_args(profile: &Path) -> Vec<String> {
+    let mut args: Vec<String> = [
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--disable-quic",
+        "--no-first-run",
+        "--no-default-browser-check",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-extensions",
+        "--password-store=basic",
+        "--use-mock-keychain",
+        "--no-proxy-server",
+        "--window-size=1280,1000",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    args.push(format!("--user-data-dir={}", profile.display()));
+    args
+}
+
+async fn browser(driver: &Driver, base: &str, dir: &Path, downloads: &Path) -> Browser {
+    let profile = dir.join("profile");
+    std::fs::create_dir_all(&profile).expect("browser profile");
     let mut caps = serde_json::Map::new();
     caps.insert(
         "goog:chromeOptions".into(),
         serde_json::json!({
-            "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--window-size=1280,1000"],
+            "args": chromium_args(&profile),
             "prefs": {
                 "download.default_directory": downloads.display().to_string(),
                 "download.prompt_for_download": false
@@ -199,11 +244,25 @@ async fn browser(driver: &Driver, base: &str, downloads: &Path) -> Browser {
         "goog:loggingPrefs".into(),
         serde_json::json!({ "browser": "ALL" }),
     );
-    let client = ClientBuilder::native()
-        .capabilities(caps)
-        .connect(&driver.url)
+    let client = tokio::time::timeout(
+        Duration::from_secs(90),
+        ClientBuilder::native()
+            .capabilities(caps)
+            .connect(&driver.url),
+    )
+    .await
+    .expect("Chromium did not start within 90 s")
+    .expect("a Chromium session");
+    // Every navigation and script fails on its own rather than waiting on
+    // WebDriver's five-minute default.
+    client
+        .update_timeouts(TimeoutConfiguration::new(
+            Some(Duration::from_secs(30)),
+            Some(Duration::from_secs(30)),
+            Some(Duration::ZERO),
+        ))
         .await
-        .expect("a Chromium session");
+        .expect("timeouts set");
     Browser {
         client,
         shots: screenshots_dir(),
@@ -220,9 +279,18 @@ async fn a_new_user_signs_in_reviews_triages_and_investigates_in_a_real_browser(
     std::fs::create_dir_all(&downloads).expect("downloads");
     let (_printed, address, password, _demo) =
         tokio::task::block_in_place(|| support::demo::demo_serving(&lake));
-    let driver = start_driver();
-    let b = browser(&driver, &address, &downloads).await;
+    let driver = start_driver(dir.path());
+    let b = browser(&driver, &address, dir.path(), &downloads).await;
+    // A stalled browser fails the test with the driver's log (see `Driver`)
+    // instead of holding up the suite.
+    tokio::time::timeout(Duration::from_secs(240), journey(&b, &password))
+        .await
+        .expect("the browser journey did not finish within 240 s");
+    b.client.close().await.expect("browser closed");
+}
 
+/// Sign in, the morning review, triage, and an investigation ending in a CSV.
+async fn journey(b: &Browser, password: &str) {
     // Sign in from the page every visitor lands on.
     b.open("/").await;
     assert!(b.path().await.starts_with("/login"), "sent to sign in");
@@ -233,7 +301,7 @@ async fn a_new_user_signs_in_reviews_triages_and_investigates_in_a_real_browser(
         .await
         .expect("login form");
     form.set_by_name("user", "demo").await.expect("user");
-    form.set_by_name("password", &password)
+    form.set_by_name("password", password)
         .await
         .expect("password");
     b.click("form.login button[type=submit]").await;
@@ -370,5 +438,4 @@ async fn a_new_user_signs_in_reviews_triages_and_investigates_in_a_real_browser(
         "the overview scrolls sideways by {overflow}px"
     );
     b.checkpoint("11-overview-narrow").await;
-    b.client.close().await.expect("browser closed");
 }
