@@ -251,7 +251,56 @@ fn alert_status_changes_are_kept_with_who_and_why() {
         "--for",
         "7d",
     ]);
+    // Assignment: only to someone who can act on alerts.
+    let refused = pipewatch()
+        .args([
+            "alerts",
+            "assign",
+            "--data-dir",
+            org.lake(),
+            &id,
+            "--to",
+            "cy",
+        ])
+        .output()
+        .expect("runs");
+    assert!(!refused.status.success());
+    assert!(
+        String::from_utf8_lossy(&refused.stderr).contains("cy is not a user who can act on alerts"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let added = pipewatch()
+        .args([
+            "users",
+            "add",
+            "cy",
+            "--role",
+            "responder",
+            "--data-dir",
+            org.lake(),
+        ])
+        .output()
+        .expect("runs");
+    assert!(
+        added.status.success(),
+        "{}",
+        String::from_utf8_lossy(&added.stderr)
+    );
+    run(&[
+        "alerts",
+        "assign",
+        "--data-dir",
+        org.lake(),
+        &id,
+        "--to",
+        "cy",
+        "--by",
+        "bo",
+    ]);
     let shown = text(&run(&["alerts", "show", "--data-dir", org.lake(), &id]));
+    assert!(shown.contains("assigned to: cy"), "{shown}");
+    assert!(shown.contains("by bo: assigned to cy"), "{shown}");
     assert!(shown.contains("open -> acknowledged by ana"), "{shown}");
     assert!(
         shown.contains("acknowledged -> suppressed by bo: planned red-team exercise"),

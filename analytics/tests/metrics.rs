@@ -1034,3 +1034,60 @@ async fn an_empty_lake_has_nothing_to_measure() {
     assert!(render_table(&report).contains("no events"));
     assert_eq!(render_json(&report), serde_json::json!([]));
 }
+
+#[tokio::test]
+async fn rollups_give_the_same_report_as_the_lake_for_every_scope_and_window() {
+    let mut events = job_events();
+    events.extend(identity_events());
+    events.extend(finding_events(EXPOSURES));
+    events.extend(rotation_events());
+    events.extend(deployment_events());
+    events.extend(runner_events());
+    let (dir, service) = lake(&events).await;
+    let version = pipewatch_analytics::query::lake_version(dir.path());
+    let rollups = metrics::Rollups::build(&service, version)
+        .await
+        .expect("rollups build");
+    assert_eq!(rollups.lake_version(), version);
+    let mut compared = 0;
+    for scope in [Scope::Org, Scope::Repo] {
+        for text in ["1d", "3d", "8d", "30d", "365d"] {
+            let from_lake = run_metrics(&service, scope, window(text))
+                .await
+                .expect("from the lake");
+            let from_rollups = rollups
+                .report(scope, window(text))
+                .await
+                .expect("from the rollups");
+            assert_eq!(
+                render_json(&from_rollups),
+                render_json(&from_lake),
+                "{scope:?} over {text}"
+            );
+            assert_eq!(from_rollups.details, from_lake.details, "{scope:?} {text}");
+            compared += from_lake.values.len();
+        }
+    }
+    assert!(
+        compared > 50,
+        "the fixtures exercise the metrics: {compared}"
+    );
+
+    // Events per source and hour add up to the lake's rows.
+    let counted = rollups
+        .service()
+        .count(&format!(
+            "SELECT CAST(sum(events) AS BIGINT) FROM {}",
+            metrics::EVENT_COUNTS
+        ))
+        .await
+        .expect("counts");
+    assert_eq!(counted, events.len() as u64);
+
+    // A new file changes the lake's version, so the rollups read as stale.
+    std::fs::write(dir.path().join("events").join("extra.parquet"), b"PAR1").expect("a new file");
+    assert_ne!(
+        pipewatch_analytics::query::lake_version(dir.path()),
+        version
+    );
+}

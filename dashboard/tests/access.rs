@@ -580,3 +580,105 @@ async fn a_trusted_proxy_signs_users_in_and_its_header_is_ignored_from_anywhere_
     assert_eq!(response.status(), StatusCode::SEE_OTHER);
     assert!(response.headers().get(SET_COOKIE).is_none());
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn responders_assign_alerts_to_someone_who_can_act_on_them() {
+    let site = start(DashboardSettings::default()).await;
+    let first = seed_alert(
+        &site.data_dir,
+        finding("Bulk read", "vault:ci", "acme/api", "e1"),
+    );
+    let second = seed_alert(
+        &site.data_dir,
+        finding("Odd deploy", "deploy:prod", "acme/web", "e2"),
+    );
+    let origin = site.base.clone();
+    let mut rory = site.signed_in("rory").await;
+    let (_, _, page) = site.get(&mut rory, "/alerts").await;
+    assert!(
+        page.contains("value=\"assign\"") && page.contains("<option value=\"ada\">ada</option>"),
+        "the alerts page offers assignment to responders and admins"
+    );
+    assert!(
+        !page.contains("<option value=\"vera\">"),
+        "viewers are not offered: they cannot act on alerts"
+    );
+    let csrf = site.csrf(&mut rory).await;
+    let assign = |to: &'static str| {
+        vec![
+            ("alert_id", first.clone()),
+            ("alert_id", second.clone()),
+            ("action", "assign".to_owned()),
+            ("assignee", to.to_owned()),
+            ("csrf", csrf.clone()),
+        ]
+    };
+
+    // A viewer, or someone unknown, cannot be given alerts.
+    for nobody in ["vera", "mallory"] {
+        let pairs = assign(nobody);
+        let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        let (status, _, page) = site
+            .post(&mut rory, "/alerts/actions", &pairs, Some(&origin))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{nobody}");
+        assert!(
+            page.contains("is not a user who can act on alerts"),
+            "{page}"
+        );
+    }
+
+    // Both selected alerts go to rory at once.
+    let pairs = assign("rory");
+    let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let (status, _, _) = site
+        .post(&mut rory, "/alerts/actions", &pairs, Some(&origin))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, mine) = site.get(&mut rory, "/alerts?assignee=me").await;
+    assert!(
+        mine.contains("Bulk read") && mine.contains("Odd deploy"),
+        "{mine}"
+    );
+    let (_, _, unassigned) = site.get(&mut rory, "/alerts?assignee=nobody").await;
+    assert!(!unassigned.contains("Bulk read"), "{unassigned}");
+    let (_, _, detail) = site.get(&mut rory, &format!("/alerts/{first}")).await;
+    assert!(
+        detail.contains("assigned to rory"),
+        "the history says who got it"
+    );
+    assert!(
+        detail.contains("<option value=\"rory\" selected>"),
+        "the detail page shows the assignee"
+    );
+    // The status is untouched; unassigning leaves the alert to nobody.
+    assert!(detail.contains("<dd>open</dd>"), "{detail}");
+    let pairs = vec![
+        ("alert_id", first.as_str()),
+        ("action", "assign"),
+        ("assignee", ""),
+        ("csrf", csrf.as_str()),
+    ];
+    let (status, _, _) = site
+        .post(&mut rory, "/alerts/actions", &pairs, Some(&origin))
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, unassigned) = site.get(&mut rory, "/alerts?assignee=nobody").await;
+    assert!(
+        unassigned.contains("Bulk read") && !unassigned.contains("Odd deploy"),
+        "{unassigned}"
+    );
+
+    // The JSON API and the SQL `alerts` table carry the assignee too.
+    let (_, _, json) = site.get(&mut rory, "/api/alerts?assignee=rory").await;
+    let alerts: serde_json::Value = serde_json::from_str(&json).expect("json");
+    assert_eq!(alerts.as_array().map(Vec::len), Some(1), "{json}");
+    assert_eq!(alerts[0]["assignee"], "rory");
+
+    let mut ada = site.signed_in("ada").await;
+    let (_, _, audit) = site.get(&mut ada, "/audit").await;
+    assert!(
+        audit.contains("alert.assign") && audit.contains("to rory"),
+        "audited"
+    );
+}

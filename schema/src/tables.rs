@@ -122,6 +122,7 @@ pub fn alerts_schema() -> arrow_schema::SchemaRef {
         Field::new("category", DataType::Utf8, true),
         Field::new("organisation", DataType::Utf8, true),
         Field::new("repository", DataType::Utf8, true),
+        Field::new("assignee", DataType::Utf8, true),
     ]))
 }
 

@@ -86,6 +86,23 @@ enum Action {
         #[arg(long = "for", value_name = "AGE")]
         duration: String,
     },
+    /// Give it to a user who can act on alerts (a responder or an admin),
+    /// or to nobody.
+    Assign {
+        #[command(flatten)]
+        data: DataDir,
+        /// The alert.
+        alert_id: String,
+        /// The user who works on it.
+        #[arg(long, required_unless_present = "nobody", conflicts_with = "nobody")]
+        to: Option<String>,
+        /// Take it back from whoever has it.
+        #[arg(long)]
+        nobody: bool,
+        /// Who makes the change (default: the login name).
+        #[arg(long = "by", env = "PIPEWATCH_USER")]
+        by: Option<String>,
+    },
     /// Send a clearly marked test notification through a route's
     /// destinations and print each one's answer.
     TestRoute {
@@ -241,6 +258,39 @@ fn change(w: Who, to: AlertStatus, expires_at: Option<DateTime<Utc>>) -> anyhow:
     Ok(ExitCode::SUCCESS)
 }
 
+fn assign(
+    data_dir: &std::path::Path,
+    alert_id: &str,
+    to: Option<&str>,
+    by: Option<String>,
+) -> anyhow::Result<ExitCode> {
+    use pipewatch_dashboard::users::{Role, UserStore};
+    if let Some(user) = to {
+        let users = UserStore::open(data_dir).context("cannot open the user store")?;
+        let can_act = users
+            .list()
+            .context("cannot list the users")?
+            .iter()
+            .any(|u| u.name == user && u.role.allows(Role::Responder));
+        if !can_act {
+            anyhow::bail!(
+                "{user} is not a user who can act on alerts (add one with `pipewatch users add {user} --role responder`)"
+            );
+        }
+    }
+    let mut store = AlertStore::open(data_dir).context("cannot open the alert store")?;
+    let change = store
+        .assign(alert_id, to, &who(by), Utc::now())
+        .with_context(|| format!("cannot assign alert {alert_id}"))?;
+    println!(
+        "alert {} {}, by {}",
+        change.alert_id,
+        change.reason.unwrap_or_default(),
+        change.actor
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
 pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
     match args.action {
         None => {
@@ -275,6 +325,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
                     .map(|r| format!(" ({r})"))
                     .unwrap_or_default()
             );
+            println!(
+                "assigned to: {}",
+                alert.assignee.as_deref().unwrap_or("nobody")
+            );
             println!("evidence event ids: {}", alert.evidence_event_ids.join(" "));
             for change in store.history(&alert_id)? {
                 println!(
@@ -295,6 +349,13 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
             let until = Utc::now() + parse_age(&duration)?;
             change(who, AlertStatus::Suppressed, Some(until))
         }
+        Some(Action::Assign {
+            data,
+            alert_id,
+            to,
+            nobody: _,
+            by,
+        }) => assign(&data.data_dir, &alert_id, to.as_deref(), by),
         Some(Action::TestRoute { route, config }) => test_route(&route, &config),
     }
 }

@@ -7,7 +7,7 @@ mod store;
 use chrono::{DateTime, Utc};
 use pipewatch_schema::Severity;
 
-pub use store::{AlertFilter, AlertStore, CONTROL_DB, RecordSummary, alerts_batch};
+pub use store::{AlertFilter, AlertStore, Assignee, CONTROL_DB, RecordSummary, alerts_batch};
 pub(crate) use store::{from_micros, micros, read_alert};
 
 /// Errors of the alert store.
@@ -117,6 +117,8 @@ pub struct Alert {
     pub suppressed_until: Option<DateTime<Utc>>,
     /// Organisation, repository and category of the event that raised it.
     pub scope: crate::detect::FindingScope,
+    /// The user working on it.
+    pub assignee: Option<String>,
 }
 
 /// A recorded status change.

@@ -85,11 +85,20 @@ pub struct AlertFilter {
     pub repository: Option<String>,
     /// Alerts whose newest evidence is at or after this time.
     pub since: Option<DateTime<Utc>>,
+    /// Alerts assigned to this user, or to nobody.
+    pub assignee: Option<Assignee>,
     pub limit: Option<usize>,
 }
 
+/// Who an alert is assigned to, as a filter.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Assignee {
+    Nobody,
+    User(String),
+}
+
 /// Columns added after the first release; older databases gain them on open.
-const SCOPE_COLUMNS: &[&str] = &["category", "organisation", "repository"];
+const ADDED_COLUMNS: &[&str] = &["category", "organisation", "repository", "assignee"];
 
 /// Alerts in the control database.
 #[derive(Debug)]
@@ -170,7 +179,7 @@ impl AlertStore {
         connection
             .execute_batch(SCHEMA)
             .map_err(|e| db_error(&path, e))?;
-        add_missing_columns(&connection, "alerts", SCOPE_COLUMNS)
+        add_missing_columns(&connection, "alerts", ADDED_COLUMNS)
             .map_err(|e| db_error(&path, e))?;
         crate::notify::outbox::create(&connection).map_err(|e| db_error(&path, e))?;
         Ok(AlertStore {
@@ -365,6 +374,14 @@ impl AlertStore {
             sql.push_str(" AND last_event_time >= ?");
             args.push(micros(since).into());
         }
+        match &filter.assignee {
+            None => {}
+            Some(Assignee::Nobody) => sql.push_str(" AND assignee IS NULL"),
+            Some(Assignee::User(user)) => {
+                sql.push_str(" AND assignee = ?");
+                args.push(user.clone().into());
+            }
+        }
         sql.push_str(" ORDER BY severity DESC, score DESC, last_event_time DESC");
         if let Some(limit) = filter.limit {
             sql.push_str(&format!(" LIMIT {limit}"));
@@ -467,6 +484,53 @@ impl AlertStore {
         })
     }
 
+    /// Assigns an alert to `assignee` (`None`: to nobody), recording who
+    /// did it in the alert's history. The status stays as it is.
+    pub fn assign(
+        &mut self,
+        alert_id: &str,
+        assignee: Option<&str>,
+        actor: &str,
+        now: DateTime<Utc>,
+    ) -> Result<StateChange, AlertError> {
+        let alert = self.get(alert_id)?;
+        if actor.trim().is_empty() {
+            return Err(AlertError::Incomplete(
+                "an assignment needs who made it".into(),
+            ));
+        }
+        let assignee = assignee.map(str::trim).filter(|a| !a.is_empty());
+        let reason = match assignee {
+            Some(user) => format!("assigned to {user}"),
+            None => "unassigned".to_owned(),
+        };
+        let path = self.path.clone();
+        let tx = self
+            .connection
+            .transaction()
+            .map_err(|e| db_error(&path, e))?;
+        tx.execute(
+            "UPDATE alerts SET assignee = ?2, updated_at = ?3 WHERE alert_id = ?1",
+            params![alert_id, assignee, micros(now)],
+        )
+        .map_err(|e| db_error(&path, e))?;
+        tx.execute(
+            "INSERT INTO alert_state_changes VALUES (?1, ?2, ?3, ?4, ?4, ?5, NULL)",
+            params![alert_id, micros(now), actor, alert.status.as_str(), reason],
+        )
+        .map_err(|e| db_error(&path, e))?;
+        tx.commit().map_err(|e| db_error(&path, e))?;
+        Ok(StateChange {
+            alert_id: alert_id.to_owned(),
+            changed_at: now,
+            actor: actor.to_owned(),
+            from: alert.status,
+            to: alert.status,
+            reason: Some(reason),
+            expires_at: None,
+        })
+    }
+
     /// Reopens suppressed alerts whose suppression has expired; returns how many.
     pub fn expire_suppressions(&mut self, now: DateTime<Utc>) -> Result<usize, AlertError> {
         let expired: Vec<String> = {
@@ -548,6 +612,7 @@ pub(crate) fn read_alert(row: &rusqlite::Row<'_>) -> rusqlite::Result<Alert> {
             organisation: row.get("organisation")?,
             repository: row.get("repository")?,
         },
+        assignee: row.get("assignee")?,
     })
 }
 
@@ -620,6 +685,12 @@ pub fn alerts_batch(alerts: &[Alert]) -> Result<RecordBatch, AlertError> {
             alerts
                 .iter()
                 .map(|a| a.scope.repository.as_deref())
+                .collect::<Vec<_>>(),
+        )),
+        Arc::new(StringArray::from(
+            alerts
+                .iter()
+                .map(|a| a.assignee.as_deref())
                 .collect::<Vec<_>>(),
         )),
     ];

@@ -5,12 +5,14 @@
 //! scope over a window ending at the newest event in the lake.
 
 mod render;
+mod rollup;
 mod run;
 
 use std::fmt;
 use std::str::FromStr;
 
 pub use render::{render_json, render_table};
+pub use rollup::{EVENT_COUNTS, Rollups};
 pub use run::{MetricValue, MetricsReport, SeriesPoint, format_day, run_detail, run_metrics};
 
 use crate::query::QueryError;

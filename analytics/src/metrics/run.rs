@@ -105,6 +105,25 @@ pub async fn run_metrics(
     window: Window,
 ) -> Result<MetricsReport, MetricsError> {
     let newest = newest_event(service).await?;
+    report(service, Rows::Lake, newest, scope, window).await
+}
+
+/// Where a run reads each metric's daily rows from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Rows {
+    /// The metric's own query over the lake.
+    Lake,
+    /// The metric's rollup table (see [`super::rollup`]).
+    Rollups,
+}
+
+pub(crate) async fn report(
+    service: &QueryService,
+    rows: Rows,
+    newest: Option<i64>,
+    scope: Scope,
+    window: Window,
+) -> Result<MetricsReport, MetricsError> {
     let last_day = newest.map_or(0, day_of);
     let days = i32::try_from(window.day_count()).unwrap_or(i32::MAX);
     let first_day = last_day.saturating_sub(days - 1);
@@ -121,14 +140,21 @@ pub async fn run_metrics(
         return Ok(report);
     }
     for metric in METRICS {
-        let values = run_metric(service, metric, scope, first_day, last_day).await?;
+        let values = run_metric(service, rows, metric, scope, first_day, last_day).await?;
         report.values.extend(values);
     }
     for detail in DETAILS {
-        let sql = format!(
-            "SELECT count(*) AS n FROM ({}) AS w",
-            detail_sql(detail, first_day, last_day, false)
-        );
+        let sql = match rows {
+            Rows::Lake => format!(
+                "SELECT count(*) AS n FROM ({}) AS w",
+                detail_sql(detail, first_day, last_day, false)
+            ),
+            Rows::Rollups => format!(
+                "SELECT CAST(coalesce(sum(d.n), 0) AS BIGINT) AS n FROM {} AS d WHERE {}",
+                super::rollup::detail_table(detail),
+                window_filter("d", first_day, last_day)
+            ),
+        };
         let output = query(service, detail.name, &sql).await?;
         let rows = match output.batches.first() {
             Some(batch) => int_column(batch, "n", detail.name)?
@@ -167,7 +193,7 @@ fn day_of(micros: i64) -> i32 {
     i32::try_from(micros.div_euclid(MICROS_PER_DAY)).unwrap_or(i32::MAX)
 }
 
-async fn query(
+pub(crate) async fn query(
     service: &QueryService,
     name: &'static str,
     sql: &str,
@@ -181,7 +207,7 @@ async fn query(
         })
 }
 
-async fn newest_event(service: &QueryService) -> Result<Option<i64>, MetricsError> {
+pub(crate) async fn newest_event(service: &QueryService) -> Result<Option<i64>, MetricsError> {
     let output = query(
         service,
         "newest event",
@@ -199,11 +225,11 @@ async fn newest_event(service: &QueryService) -> Result<Option<i64>, MetricsErro
 
 /// The query text without a trailing semicolon, on lines of its own so a
 /// trailing `--` comment cannot swallow the wrapper.
-fn body(sql: &str) -> &str {
+pub(crate) fn body(sql: &str) -> &str {
     sql.trim().trim_end_matches(';').trim_end()
 }
 
-fn window_filter(alias: &str, first_day: i32, last_day: i32) -> String {
+pub(crate) fn window_filter(alias: &str, first_day: i32, last_day: i32) -> String {
     format!(
         "CAST({alias}.day AS DATE) BETWEEN DATE '{}' AND DATE '{}'",
         format_day(first_day),
@@ -228,11 +254,16 @@ fn detail_sql(detail: &Detail, first_day: i32, last_day: i32, ordered: bool) -> 
 /// `daily`, per day too.
 pub(crate) fn aggregate_sql(
     metric: &Metric,
+    rows: Rows,
     scope: Scope,
     first_day: i32,
     last_day: i32,
     daily: bool,
 ) -> String {
+    let source = match rows {
+        Rows::Lake => body(metric.sql).to_owned(),
+        Rows::Rollups => format!("SELECT * FROM {}", super::rollup::metric_table(metric)),
+    };
     let mut keys: Vec<(String, &str)> = Vec::new();
     if daily {
         keys.push(("CAST(m.day AS DATE)".to_owned(), "day"));
@@ -272,7 +303,7 @@ pub(crate) fn aggregate_sql(
     format!(
         "SELECT {}, {aggregates}\nFROM (\n{}\n) AS m\nWHERE {}\nGROUP BY {}",
         select.join(", "),
-        body(metric.sql),
+        source,
         window_filter("m", first_day, last_day),
         group.join(", ")
     )
@@ -302,14 +333,15 @@ type RowKey = (String, Vec<String>);
 
 async fn run_metric(
     service: &QueryService,
+    rows: Rows,
     metric: &'static Metric,
     scope: Scope,
     first_day: i32,
     last_day: i32,
 ) -> Result<Vec<MetricValue>, MetricsError> {
     let kind = metric.kind;
-    let totals_sql = aggregate_sql(metric, scope, first_day, last_day, false);
-    let daily_sql = aggregate_sql(metric, scope, first_day, last_day, true);
+    let totals_sql = aggregate_sql(metric, rows, scope, first_day, last_day, false);
+    let daily_sql = aggregate_sql(metric, rows, scope, first_day, last_day, true);
     let totals = read_sums(
         metric,
         &query(service, metric.name, &totals_sql).await?,
@@ -538,7 +570,7 @@ mod tests {
     #[test]
     fn the_aggregate_filters_the_window_and_groups_by_scope() {
         let metric = super::super::metric("oidc_auth_share").expect("registered");
-        let sql = aggregate_sql(metric, Scope::Repo, 20_740, 20_745, true);
+        let sql = aggregate_sql(metric, Rows::Lake, Scope::Repo, 20_740, 20_745, true);
         assert!(
             sql.contains("BETWEEN DATE '2026-10-14' AND DATE '2026-10-19'"),
             "{sql}"

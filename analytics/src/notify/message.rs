@@ -194,6 +194,7 @@ fn test_alert(route: &str, now: DateTime<Utc>) -> Alert {
         status_reason: None,
         suppressed_until: None,
         scope: Default::default(),
+        assignee: None,
     }
 }
 

@@ -105,21 +105,7 @@ impl QueryService {
             path: data_dir.display().to_string(),
             detail,
         };
-        let runtime = RuntimeEnvBuilder::new()
-            .with_memory_limit(limits.memory_bytes, 1.0)
-            .with_disk_manager_builder(
-                DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-            )
-            .build_arc()
-            .map_err(|e| lake_error(e.to_string()))?;
-        let mut config = SessionConfig::new()
-            .with_information_schema(true)
-            .set_bool("datafusion.execution.parquet.pushdown_filters", true)
-            .set_bool("datafusion.execution.parquet.reorder_filters", true);
-        config.options_mut().execution.time_zone = Some("UTC".into());
-        let mut ctx = SessionContext::new_with_config_rt(config, runtime);
-        // JSON functions (`json_get_str(raw, 'key')`, `raw->'key'`) reach into native records.
-        datafusion_functions_json::register_all(&mut ctx).map_err(|e| lake_error(e.to_string()))?;
+        let ctx = session(limits).map_err(lake_error)?;
 
         let events_dir = data_dir.join(pipewatch_schema::EVENTS_DIR);
         let table_schema = pipewatch_schema::table_schema();
@@ -168,10 +154,31 @@ impl QueryService {
         })
     }
 
+    /// A service with no tables of its own, for data held in memory
+    /// (see [`QueryService::add_batches`]) under the same guard and limits.
+    pub fn in_memory(limits: QueryLimits) -> Result<Self, QueryError> {
+        Ok(QueryService {
+            ctx: session(limits).map_err(QueryError::Execution)?,
+            limits,
+            extra_tables: Vec::new(),
+        })
+    }
+
     /// Makes `batch` readable as the table `name`, for callers that hold
     /// data the lake does not (the dashboard's audit log, for admins).
     pub fn add_table(&mut self, name: &str, batch: RecordBatch) -> Result<(), QueryError> {
-        let table = MemTable::try_new(batch.schema(), vec![vec![batch]])
+        self.add_batches(name, batch.schema(), vec![batch])
+    }
+
+    /// Makes `batches` (all of `schema`, possibly none) readable as the
+    /// table `name`.
+    pub fn add_batches(
+        &mut self,
+        name: &str,
+        schema: datafusion::arrow::datatypes::SchemaRef,
+        batches: Vec<RecordBatch>,
+    ) -> Result<(), QueryError> {
+        let table = MemTable::try_new(schema, vec![batches])
             .map_err(|e| QueryError::Invalid(e.to_string()))?;
         self.ctx
             .register_table(name, Arc::new(table))
@@ -266,6 +273,63 @@ impl QueryService {
             .map(move |b| b.map_err(|e| classify(e, limits)))
             .boxed())
     }
+}
+
+/// A DataFusion session within `limits`: nothing spills to disk, times
+/// are UTC, and the JSON functions reach into native records.
+fn session(limits: QueryLimits) -> Result<SessionContext, String> {
+    let runtime = RuntimeEnvBuilder::new()
+        .with_memory_limit(limits.memory_bytes, 1.0)
+        .with_disk_manager_builder(
+            DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
+        )
+        .build_arc()
+        .map_err(|e| e.to_string())?;
+    let mut config = SessionConfig::new()
+        .with_information_schema(true)
+        .set_bool("datafusion.execution.parquet.pushdown_filters", true)
+        .set_bool("datafusion.execution.parquet.reorder_filters", true);
+    config.options_mut().execution.time_zone = Some("UTC".into());
+    let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    // JSON functions (`json_get_str(raw, 'key')`, `raw->'key'`) reach into native records.
+    datafusion_functions_json::register_all(&mut ctx).map_err(|e| e.to_string())?;
+    Ok(ctx)
+}
+
+/// Identifies what the lake's event files are now: it changes whenever a
+/// file is committed, compacted away or rewritten, and costs one walk of
+/// the directory (no file is opened).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct LakeVersion(u64);
+
+/// The [`LakeVersion`] of the lake under `data_dir`.
+pub fn lake_version(data_dir: &Path) -> LakeVersion {
+    use std::hash::{Hash, Hasher};
+    let mut hasher = std::hash::DefaultHasher::new();
+    let mut pending = vec![data_dir.join(pipewatch_schema::EVENTS_DIR)];
+    let mut files = Vec::new();
+    while let Some(dir) = pending.pop() {
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let Ok(meta) = entry.metadata() else { continue };
+            if meta.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|x| x == "parquet") {
+                let modified = meta
+                    .modified()
+                    .ok()
+                    .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+                    .map_or(0, |d| d.as_nanos());
+                files.push((path, meta.len(), modified));
+            }
+        }
+    }
+    files.sort();
+    files.hash(&mut hasher);
+    LakeVersion(hasher.finish())
 }
 
 /// The alerts of the control database as a table (a snapshot taken when

@@ -13,6 +13,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::DataType;
 use pipewatch_analytics::QueryOutput;
+use pipewatch_analytics::metrics::EVENT_COUNTS;
 use serde::Deserialize;
 
 use super::AppState;
@@ -261,11 +262,21 @@ pub(crate) async fn ingestion(
          FROM events WHERE event_time > {NEWEST} - INTERVAL '14 days'
          GROUP BY source, day ORDER BY source, day"
     );
-    let lake = match state.lake().await {
-        Ok(lake) => lake,
-        Err(e) => return unavailable("The lake cannot be read", e),
+    // The page counts from the hourly rollup; the SQL link reads the lake.
+    let rollups = match state.rollups().await {
+        Ok(rollups) => rollups,
+        Err(e) => return unavailable("Ingest rates cannot be read", e),
     };
-    let daily = match lake.query(&daily_sql).await {
+    let daily = rollups
+        .service()
+        .query(&format!(
+            "WITH newest AS (SELECT max(hour) AS h FROM {EVENT_COUNTS})
+             SELECT source, hour / 24 AS day, CAST(sum(events) AS BIGINT) AS n
+             FROM {EVENT_COUNTS}, newest WHERE hour > newest.h - 14 * 24
+             GROUP BY source, day ORDER BY source, day"
+        ))
+        .await;
+    let daily = match daily {
         Ok(out) => text_table(&out).1,
         Err(e) => return unavailable("Ingest rates cannot be read", e),
     };

@@ -10,6 +10,7 @@ mod view;
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
@@ -23,7 +24,9 @@ use axum::routing::{get, post};
 use axum_extra::extract::CookieJar;
 use chrono::Utc;
 use pipewatch_analytics::alerts::AlertStore;
-use pipewatch_analytics::{QueryError, QueryLimits, QueryService};
+use pipewatch_analytics::metrics::Rollups;
+use pipewatch_analytics::query::lake_version;
+use pipewatch_analytics::{MetricsError, QueryError, QueryLimits, QueryService};
 use subtle::ConstantTimeEq;
 use tower_http::set_header::SetResponseHeaderLayer;
 
@@ -179,6 +182,10 @@ pub(crate) struct Shared {
     lake: tokio::sync::Mutex<Option<(Instant, Arc<QueryService>)>>,
     /// The lake plus the audit log, for admins.
     admin_lake: tokio::sync::Mutex<Option<(Instant, Arc<QueryService>)>>,
+    /// Daily rollups of the lake, for pages that would otherwise scan it.
+    rollups: tokio::sync::Mutex<Option<Arc<Rollups>>>,
+    /// A rebuild of the rollups is running in the background.
+    rebuilding: AtomicBool,
 }
 
 fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -271,6 +278,63 @@ impl AppState {
         Ok(service)
     }
 
+    /// The rollups of the lake. The first call builds them (later callers
+    /// wait for it); once the lake changes, a rebuild runs in the
+    /// background and pages keep reading the previous rollups until it ends.
+    async fn rollups(&self) -> Result<Arc<Rollups>, MetricsError> {
+        let version = lake_version(&self.0.data_dir);
+        let mut slot = self.0.rollups.lock().await;
+        if let Some(current) = slot.as_ref() {
+            if current.lake_version() != version && !self.0.rebuilding.swap(true, Ordering::AcqRel)
+            {
+                let state = self.clone();
+                tokio::spawn(async move {
+                    match state.build_rollups(version).await {
+                        Ok(fresh) => *state.0.rollups.lock().await = Some(Arc::new(fresh)),
+                        Err(e) => {
+                            tracing::warn!(error = %e, "cannot rebuild the dashboard's rollups")
+                        }
+                    }
+                    state.0.rebuilding.store(false, Ordering::Release);
+                });
+            }
+            return Ok(current.clone());
+        }
+        let built = Arc::new(self.build_rollups(version).await?);
+        *slot = Some(built.clone());
+        Ok(built)
+    }
+
+    /// Whether the rollups are being rebuilt for a newer lake.
+    fn rollups_refreshing(&self) -> bool {
+        self.0.rebuilding.load(Ordering::Acquire)
+    }
+
+    async fn build_rollups(
+        &self,
+        version: pipewatch_analytics::query::LakeVersion,
+    ) -> Result<Rollups, MetricsError> {
+        // A rollup holds a metric's distinct keys over all time: more rows
+        // than a page may show, and more time than a page query gets.
+        let limits = QueryLimits {
+            max_rows: usize::MAX,
+            timeout: Duration::from_secs(3_600),
+            ..self.0.settings.query_limits
+        };
+        let lake = QueryService::open(&self.0.data_dir, limits)
+            .await
+            .map_err(|source| MetricsError::Query {
+                metric: "rollups",
+                source,
+            })?;
+        let rollups = Rollups::build(&lake, version).await?;
+        tracing::info!(
+            took_ms = rollups.took().as_millis() as u64,
+            "dashboard rollups built"
+        );
+        Ok(rollups)
+    }
+
     fn session_cookie(&self) -> &'static str {
         if self.0.settings.secure_cookies {
             SECURE_SESSION_COOKIE
@@ -322,6 +386,8 @@ fn state(data_dir: &Path, settings: DashboardSettings) -> Result<AppState, Dashb
         tokens: Mutex::new(tokens),
         lake: tokio::sync::Mutex::new(None),
         admin_lake: tokio::sync::Mutex::new(None),
+        rollups: tokio::sync::Mutex::new(None),
+        rebuilding: AtomicBool::new(false),
     })))
 }
 

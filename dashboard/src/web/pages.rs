@@ -11,8 +11,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use chrono::{Duration, Utc};
 use pipewatch_analytics::QueryOutput;
-use pipewatch_analytics::alerts::{Alert, AlertError, AlertFilter, AlertStatus};
-use pipewatch_analytics::metrics::{MetricValue, Scope, Window, run_metrics};
+use pipewatch_analytics::alerts::{Alert, AlertError, AlertFilter, AlertStatus, Assignee};
+use pipewatch_analytics::metrics::{EVENT_COUNTS, MetricValue, Scope, Window};
 use pipewatch_analytics::notify::{NotificationRecord, notifications, notifications_of_alert};
 use pipewatch_schema::Severity;
 use serde::Deserialize;
@@ -22,6 +22,7 @@ use super::{AppState, ClientAddress};
 use crate::audit::{AuditEntry, AuditFilter};
 use crate::charts;
 use crate::sessions::Session;
+use crate::users::Role;
 
 /// Rows a metric card lists (scopes and breakdowns); the CLI has them all.
 const CARD_ROWS: usize = 6;
@@ -80,6 +81,10 @@ struct OverviewPage {
     cards: Vec<MetricCard>,
     window: String,
     newest: Option<Moment>,
+    /// When the daily rollups behind the figures were built.
+    figures_as_of: Moment,
+    /// The lake changed since, and newer figures are being computed.
+    refreshing: bool,
     open_alerts: Vec<SeverityCount>,
     open_total: usize,
     sources: Vec<SourceHealth>,
@@ -155,8 +160,12 @@ pub(crate) async fn overview(
         Ok(lake) => lake,
         Err(e) => return unavailable("The lake cannot be read", e),
     };
+    let rollups = match state.rollups().await {
+        Ok(rollups) => rollups,
+        Err(e) => return unavailable("The hardening metrics cannot be computed", e),
+    };
     let window = Window::days(30);
-    let report = match run_metrics(&lake, Scope::Org, window).await {
+    let report = match rollups.report(Scope::Org, window).await {
         Ok(report) => report,
         Err(e) => return unavailable("The hardening metrics cannot be computed", e),
     };
@@ -177,13 +186,14 @@ pub(crate) async fn overview(
         .collect();
 
     // Ingest health over the last day of data, hour by hour.
-    let hourly = lake
-        .query(
-            "WITH newest AS (SELECT max(event_time) AS t FROM events)
-             SELECT source, CAST(floor(date_part('epoch', event_time) / 3600) AS BIGINT) AS hour, count(*) AS n
-             FROM events, newest WHERE event_time > newest.t - INTERVAL '1 day'
-             GROUP BY source, hour ORDER BY source, hour",
-        )
+    let hourly = rollups
+        .service()
+        .query(&format!(
+            "WITH newest AS (SELECT max(hour) AS h FROM {EVENT_COUNTS})
+             SELECT source, hour, CAST(sum(events) AS BIGINT) AS n
+             FROM {EVENT_COUNTS}, newest WHERE hour > newest.h - 24
+             GROUP BY source, hour ORDER BY source, hour"
+        ))
         .await;
     let hourly = match hourly {
         Ok(out) => text_rows(&out),
@@ -221,6 +231,8 @@ pub(crate) async fn overview(
             .newest_event_micros
             .and_then(chrono::DateTime::from_timestamp_micros)
             .map(|t| Moment::new(t, session.timezone)),
+        figures_as_of: Moment::new(rollups.built_at(), session.timezone),
+        refreshing: state.rollups_refreshing(),
         open_total: open.len(),
         open_alerts,
         sources,
@@ -244,9 +256,13 @@ pub(crate) struct AlertQuery {
     /// Days back from now; empty for all time.
     #[serde(default)]
     days: String,
+    /// `me`, `nobody` or a user; empty for anyone.
+    #[serde(default)]
+    assignee: String,
 }
 
 struct AlertRow {
+    assignee: String,
     alert_id: String,
     severity: &'static str,
     title: String,
@@ -266,6 +282,8 @@ struct AlertsPage {
     statuses: Vec<&'static str>,
     severities: Vec<&'static str>,
     detectors: Vec<String>,
+    /// Users alerts can be assigned to.
+    assignees: Vec<String>,
     rows: Vec<AlertRow>,
     back: String,
 }
@@ -283,7 +301,7 @@ fn delivery_summary(records: &[&NotificationRecord]) -> String {
         .join(", ")
 }
 
-fn alert_filter(query: &AlertQuery) -> AlertFilter {
+fn alert_filter(query: &AlertQuery, user: &str) -> AlertFilter {
     let nonempty = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
     AlertFilter {
         status: AlertStatus::parse(&query.status),
@@ -296,6 +314,12 @@ fn alert_filter(query: &AlertQuery) -> AlertFilter {
             .ok()
             .filter(|d| (1..=3_650).contains(d))
             .map(|d| Utc::now() - Duration::days(d)),
+        assignee: match query.assignee.trim() {
+            "" => None,
+            "nobody" => Some(Assignee::Nobody),
+            "me" => Some(Assignee::User(user.to_owned())),
+            other => Some(Assignee::User(other.to_owned())),
+        },
         limit: Some(ALERT_PAGE),
     }
 }
@@ -307,7 +331,7 @@ pub(crate) async fn alerts(
 ) -> Response {
     let (listed, all) = {
         let store = state.alerts();
-        let listed = store.list(&alert_filter(&query));
+        let listed = store.list(&alert_filter(&query, &session.user));
         let all = store.list(&AlertFilter::default());
         (listed, all)
     };
@@ -339,6 +363,7 @@ pub(crate) async fn alerts(
             entity: alert.entity.clone(),
             last_seen: Moment::new(alert.last_event_time, session.timezone),
             status: alert.status.as_str(),
+            assignee: alert.assignee.clone().unwrap_or_default(),
             delivery: by_alert
                 .get(alert.alert_id.as_str())
                 .map(|r| delivery_summary(r))
@@ -353,6 +378,7 @@ pub(crate) async fn alerts(
             .append_pair("detector", &query.detector)
             .append_pair("repository", &query.repository)
             .append_pair("days", &query.days)
+            .append_pair("assignee", &query.assignee)
             .finish()
     );
     let page = AlertsPage {
@@ -361,6 +387,7 @@ pub(crate) async fn alerts(
         statuses: AlertStatus::ALL.iter().map(|s| s.as_str()).collect(),
         severities: Severity::ALL.iter().map(|s| s.as_str()).collect(),
         detectors,
+        assignees: assignable(&state),
         rows,
         back,
     };
@@ -401,6 +428,10 @@ struct AlertPage {
     history: Vec<HistoryRow>,
     deliveries: Vec<DeliveryRow>,
     back: String,
+    /// Users the alert can be assigned to.
+    assignees: Vec<String>,
+    /// Who works on it now (empty: nobody).
+    assignee: String,
     /// The console, prepared with the evidence events.
     sql_link: String,
     /// Links to the same actor, secret, runner, run and repository.
@@ -662,6 +693,8 @@ pub(crate) async fn alert_detail(
     }
     let page = AlertPage {
         nav: Nav::new(&session, "alerts"),
+        assignees: assignable(&state),
+        assignee: alert.assignee.clone().unwrap_or_default(),
         severity: alert.severity.as_str(),
         status: alert.status.as_str(),
         first_seen: Moment::new(alert.event_time, session.timezone),
@@ -707,6 +740,21 @@ pub(crate) async fn alert_detail(
     render(&page)
 }
 
+/// Users who may be assigned alerts: those who may act on them.
+fn assignable(state: &AppState) -> Vec<String> {
+    match state.users().list() {
+        Ok(users) => users
+            .into_iter()
+            .filter(|u| u.role.allows(Role::Responder))
+            .map(|u| u.name)
+            .collect(),
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot list the users alerts can be assigned to");
+            Vec::new()
+        }
+    }
+}
+
 /// `/alerts/actions`: one action on one or more alerts.
 pub(crate) async fn alert_actions(
     State(state): State<AppState>,
@@ -715,8 +763,13 @@ pub(crate) async fn alert_actions(
     body: Bytes,
 ) -> Response {
     let mut ids = Vec::new();
-    let (mut action, mut reason, mut hours, mut back) =
-        (String::new(), String::new(), String::new(), String::new());
+    let (mut action, mut reason, mut hours, mut back, mut assignee) = (
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+        String::new(),
+    );
     for (key, value) in form_urlencoded::parse(&body) {
         match key.as_ref() {
             "alert_id" => ids.push(value.into_owned()),
@@ -724,21 +777,34 @@ pub(crate) async fn alert_actions(
             "reason" => reason = value.trim().to_owned(),
             "hours" => hours = value.into_owned(),
             "back" => back = value.into_owned(),
+            "assignee" => assignee = value.trim().to_owned(),
             _ => {}
         }
     }
     let to = match action.as_str() {
-        "acknowledge" => AlertStatus::Acknowledged,
-        "resolve" => AlertStatus::Resolved,
-        "suppress" => AlertStatus::Suppressed,
-        "reopen" => AlertStatus::Open,
+        "acknowledge" => Some(AlertStatus::Acknowledged),
+        "resolve" => Some(AlertStatus::Resolved),
+        "suppress" => Some(AlertStatus::Suppressed),
+        "reopen" => Some(AlertStatus::Open),
+        "assign" => None,
         _ => return view::error_page(StatusCode::BAD_REQUEST, "Choose an action."),
     };
     if ids.is_empty() {
         return view::error_page(StatusCode::BAD_REQUEST, "Select at least one alert.");
     }
+    if to.is_none() && !assignee.is_empty() && !assignable(&state).contains(&assignee) {
+        return view::error_page(
+            StatusCode::BAD_REQUEST,
+            &format!("{assignee} is not a user who can act on alerts."),
+        );
+    }
+    let detail = match to {
+        None if assignee.is_empty() => Some("unassigned".to_owned()),
+        None => Some(format!("to {assignee}")),
+        Some(_) => (!reason.is_empty()).then(|| reason.clone()),
+    };
     let now = Utc::now();
-    let expires = (to == AlertStatus::Suppressed)
+    let expires = (to == Some(AlertStatus::Suppressed))
         .then(|| {
             hours
                 .parse::<i64>()
@@ -750,14 +816,22 @@ pub(crate) async fn alert_actions(
     let mut changed = 0usize;
     let mut refused = Vec::new();
     for id in &ids {
-        let result = state.alerts().change_status(
-            id,
-            to,
-            &session.user,
-            (!reason.is_empty()).then_some(reason.as_str()),
-            expires,
-            now,
-        );
+        let result = match to {
+            Some(to) => state.alerts().change_status(
+                id,
+                to,
+                &session.user,
+                (!reason.is_empty()).then_some(reason.as_str()),
+                expires,
+                now,
+            ),
+            None => state.alerts().assign(
+                id,
+                (!assignee.is_empty()).then_some(assignee.as_str()),
+                &session.user,
+                now,
+            ),
+        };
         let audit_action = format!("alert.{action}");
         match result {
             Ok(_) => {
@@ -768,7 +842,7 @@ pub(crate) async fn alert_actions(
                     &audit_action,
                     Some(id),
                     "ok",
-                    (!reason.is_empty()).then_some(reason.as_str()),
+                    detail.as_deref(),
                 );
             }
             Err(e) => {
@@ -848,9 +922,10 @@ pub(crate) async fn audit(
 /// `GET /api/alerts`: the alerts page's filters, answered as JSON.
 pub(crate) async fn api_alerts(
     State(state): State<AppState>,
+    Extension(session): Extension<Session>,
     Query(query): Query<AlertQuery>,
 ) -> Response {
-    let alerts = state.alerts().list(&alert_filter(&query));
+    let alerts = state.alerts().list(&alert_filter(&query, &session.user));
     match alerts {
         Ok(alerts) => axum::Json(alerts).into_response(),
         Err(e) => {

@@ -1,0 +1,84 @@
+//! The overview reads daily rollups of the lake rather than scanning it,
+//! and its figures follow the lake: new events show up after a background
+//! rebuild, while the previous figures keep being served meanwhile.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use chrono::{TimeZone, Utc};
+use pipewatch_dashboard::DashboardSettings;
+use pipewatch_ingest::lake::LakeWriter;
+use pipewatch_schema::{Category, Event};
+use reqwest::StatusCode;
+use support::start;
+
+fn events(source: &str, count: usize, hour: u32) -> Vec<Event> {
+    (0..count)
+        .map(|n| {
+            let mut event = Event::new(
+                source,
+                format!("{source}-{hour}-{n}"),
+                Utc.with_ymd_and_hms(2026, 10, 12, hour, n as u32, 0)
+                    .single()
+                    .expect("time"),
+                Category::PipelineJob,
+                "workflow_job.completed",
+                serde_json::json!({}),
+            );
+            event.outcome = "success".into();
+            event.repo = Some("acme/api".into());
+            event.org = Some("acme".into());
+            event
+        })
+        .collect()
+}
+
+/// The events column of the overview's ingest-health row for `source`.
+fn ingest_count(page: &str, source: &str) -> Option<u64> {
+    let row = format!("<tr><td>{source}</td><td class=\"num\">");
+    let start = page.find(&row)? + row.len();
+    page[start..].split('<').next()?.parse().ok()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_follows_the_lake_through_its_rollups() {
+    let site = start(DashboardSettings::default()).await;
+    let mut writer = LakeWriter::open(&site.data_dir).expect("lake");
+    writer
+        .commit(events("github_webhook", 3, 8))
+        .expect("first commit");
+    let mut vera = site.signed_in("vera").await;
+    let (status, _, page) = site.get(&mut vera, "/").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(ingest_count(&page, "github_webhook"), Some(3), "{page}");
+    assert!(
+        page.contains("Figures as of"),
+        "the page says how fresh it is"
+    );
+
+    writer
+        .commit(events("gitlab_webhook", 5, 9))
+        .expect("second commit");
+    writer
+        .commit(events("github_webhook", 2, 10))
+        .expect("third commit");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let page = loop {
+        let (status, _, page) = site.get(&mut vera, "/").await;
+        assert_eq!(status, StatusCode::OK, "served while the rollups rebuild");
+        if ingest_count(&page, "gitlab_webhook") == Some(5) || Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ingest_count(&page, "gitlab_webhook"), Some(5), "{page}");
+    assert_eq!(ingest_count(&page, "github_webhook"), Some(5), "{page}");
+
+    // The ingestion page counts from the same rollups.
+    let (_, _, ingestion) = site.get(&mut vera, "/ingestion").await;
+    assert!(
+        ingestion.contains("gitlab_webhook") && ingestion.contains(">5<"),
+        "{ingestion}"
+    );
+}
