@@ -164,6 +164,17 @@ fn records_flow_to_the_lake_and_bad_ones_to_the_dead_letter_topic() {
         &unique("group"),
         &format!("dead_letter_topic = \"{dead}\""),
     );
+    std::fs::create_dir_all(&lake).expect("lake dir");
+    pipewatch_dashboard::users::UserStore::open(&lake)
+        .and_then(|mut users| {
+            users.add(
+                "demo",
+                pipewatch_dashboard::users::Role::Viewer,
+                "kafka-lag-viewer-1",
+                chrono::Utc::now(),
+            )
+        })
+        .expect("a dashboard user");
     let server = Server::start(&lake, &config, &[]);
     assert_eq!(wait_for_count(&lake, 500, Duration::from_secs(120)), 500);
 
@@ -178,6 +189,28 @@ fn records_flow_to_the_lake_and_bad_ones_to_the_dead_letter_topic() {
         assert!(Instant::now() < deadline, "lag did not reach zero");
         std::thread::sleep(Duration::from_millis(250));
     }
+    // The overview shows the same lag, partition by partition.
+    let address = server.url("");
+    let session = support::demo::dashboard_session(&address, "kafka-lag-viewer-1");
+    let row = format!("<tr><td>{topic}</td><td class=\"num\">");
+    // Lag is reported with the consumer's periodic statistics.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let overview = loop {
+        let page = support::demo::dashboard_page(&session, &address, "/");
+        if page.matches(&row).count() == 3 || Instant::now() > deadline {
+            break page;
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    };
+    assert_eq!(
+        overview.matches(&row).count(),
+        3,
+        "one row per partition: {overview}"
+    );
+    assert!(
+        overview.contains("Kafka consumer lag: 0 messages"),
+        "{overview}"
+    );
     assert!(server.stop().success());
     assert_eq!(
         count(

@@ -18,6 +18,6 @@ pub mod users;
 mod web;
 
 pub use web::{
-    Access, DashboardError, DashboardSettings, POLICY, ProxyAuth, router, security_headers,
-    standalone,
+    Access, DashboardError, DashboardSettings, LiveIngest, POLICY, ProxyAuth, router,
+    security_headers, standalone,
 };

@@ -82,3 +82,31 @@ async fn the_overview_follows_the_lake_through_its_rollups() {
         "{ingestion}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_overview_shows_the_kafka_lag_of_the_ingest_in_its_process() {
+    let metrics = std::sync::Arc::new(pipewatch_ingest::metrics::IngestMetrics::default());
+    let site = start(DashboardSettings {
+        ingest: pipewatch_dashboard::LiveIngest(Some(metrics.clone())),
+        ..DashboardSettings::default()
+    })
+    .await;
+    let mut vera = site.signed_in("vera").await;
+    let (_, _, page) = site.get(&mut vera, "/").await;
+    assert!(
+        page.contains("No Kafka partition has reported yet"),
+        "{page}"
+    );
+
+    metrics.set_kafka_lag("ci-events", 0, 1_200);
+    metrics.set_kafka_lag("ci-events", 1, 34);
+    metrics.set_kafka_lag("ci-events", 0, 1_000);
+    let (_, _, page) = site.get(&mut vera, "/").await;
+    assert!(page.contains("Kafka consumer lag: 1034 messages"), "{page}");
+    for row in [
+        "<tr><td>ci-events</td><td class=\"num\">0</td><td class=\"num\">1000</td>",
+        "<tr><td>ci-events</td><td class=\"num\">1</td><td class=\"num\">34</td>",
+    ] {
+        assert!(page.contains(row), "{row} in {page}");
+    }
+}

@@ -47,8 +47,11 @@ pub struct IngestMetrics {
     /// size, overload).
     pub refused: Family<ReasonLabels, Counter>,
     pub queued_events: Gauge,
-    /// Messages behind the partition's end, as the consumer last saw it.
+    /// Messages behind the partition's end, as the consumer last saw it
+    /// (set through [`IngestMetrics::set_kafka_lag`]).
     pub kafka_lag: Family<PartitionLabels, Gauge>,
+    /// The same lags, readable in the process (the dashboard shows them).
+    kafka_lag_now: std::sync::Mutex<std::collections::BTreeMap<(String, i64), KafkaLag>>,
     /// Kafka partitions this process consumes now.
     pub kafka_partitions: Gauge,
     pub commit_seconds: Histogram,
@@ -66,6 +69,7 @@ impl Default for IngestMetrics {
             refused: Family::default(),
             queued_events: Gauge::default(),
             kafka_lag: Family::default(),
+            kafka_lag_now: Default::default(),
             kafka_partitions: Gauge::default(),
             commit_seconds: Histogram::new(exponential_buckets(0.0005, 2.0, 16)),
             commit_events: Histogram::new(exponential_buckets(1.0, 4.0, 10)),
@@ -73,7 +77,51 @@ impl Default for IngestMetrics {
     }
 }
 
+/// How far one Kafka partition's consumer is behind.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KafkaLag {
+    pub topic: String,
+    pub partition: i64,
+    /// Messages between the committed position and the partition's end.
+    pub messages: i64,
+    /// When the consumer last reported it.
+    pub seen_at: chrono::DateTime<chrono::Utc>,
+}
+
 impl IngestMetrics {
+    /// Records a partition's lag as the consumer reported it.
+    pub fn set_kafka_lag(&self, topic: &str, partition: i64, messages: i64) {
+        self.kafka_lag
+            .get_or_create(&PartitionLabels {
+                topic: topic.to_owned(),
+                partition,
+            })
+            .set(messages);
+        let mut now = self
+            .kafka_lag_now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        now.insert(
+            (topic.to_owned(), partition),
+            KafkaLag {
+                topic: topic.to_owned(),
+                partition,
+                messages,
+                seen_at: chrono::Utc::now(),
+            },
+        );
+    }
+
+    /// The last lag reported for every partition, by topic and partition.
+    pub fn kafka_lags(&self) -> Vec<KafkaLag> {
+        self.kafka_lag_now
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .values()
+            .cloned()
+            .collect()
+    }
+
     /// Creates the metrics and registers them under `pipewatch_ingest_*`.
     pub fn register(registry: &mut Registry) -> std::sync::Arc<Self> {
         let metrics = IngestMetrics::default();

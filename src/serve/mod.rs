@@ -70,7 +70,8 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
 
     let mut app = ops::router(state);
     if config.process.dashboard.enabled {
-        let settings = config.process.dashboard.settings();
+        let mut settings = config.process.dashboard.settings();
+        settings.ingest = pipewatch_dashboard::LiveIngest(Some(ingest_metrics.clone()));
         let dashboard = pipewatch_dashboard::router(&data_dir, settings)
             .context("cannot open the dashboard's stores")?;
         app = pipewatch_dashboard::security_headers(

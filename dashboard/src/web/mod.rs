@@ -59,6 +59,36 @@ pub struct DashboardSettings {
     pub lake_refresh: Duration,
     /// Sign-in by a trusted reverse proxy (oauth2-proxy and the like).
     pub proxy_auth: Option<ProxyAuth>,
+    /// The ingest running in this process, for its live figures.
+    pub ingest: LiveIngest,
+}
+
+/// The ingest running in the same process as the dashboard, whose live
+/// figures (Kafka consumer lag) the overview shows; empty when ingest runs
+/// in another process.
+#[derive(Clone, Default)]
+pub struct LiveIngest(pub Option<Arc<pipewatch_ingest::metrics::IngestMetrics>>);
+
+impl PartialEq for LiveIngest {
+    fn eq(&self, other: &Self) -> bool {
+        match (&self.0, &other.0) {
+            (Some(a), Some(b)) => Arc::ptr_eq(a, b),
+            (None, None) => true,
+            _ => false,
+        }
+    }
+}
+
+impl Eq for LiveIngest {}
+
+impl std::fmt::Debug for LiveIngest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.0.is_some() {
+            "LiveIngest(in this process)"
+        } else {
+            "LiveIngest(elsewhere)"
+        })
+    }
 }
 
 /// Trusted reverse-proxy authentication: requests from `trusted` addresses
@@ -86,6 +116,7 @@ impl Default for DashboardSettings {
             },
             lake_refresh: Duration::from_secs(15),
             proxy_auth: None,
+            ingest: LiveIngest::default(),
         }
     }
 }
@@ -341,6 +372,12 @@ impl AppState {
         } else {
             PLAIN_SESSION_COOKIE
         }
+    }
+
+    /// Kafka consumer lag per partition; `None` when no ingest runs in
+    /// this process.
+    fn kafka_lags(&self) -> Option<Vec<pipewatch_ingest::metrics::KafkaLag>> {
+        self.0.settings.ingest.0.as_ref().map(|m| m.kafka_lags())
     }
 
     fn data_dir(&self) -> &Path {

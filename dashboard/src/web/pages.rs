@@ -85,11 +85,21 @@ struct OverviewPage {
     figures_as_of: Moment,
     /// The lake changed since, and newer figures are being computed.
     refreshing: bool,
+    /// Kafka consumer lag per partition; `None` when ingest runs elsewhere.
+    kafka: Option<Vec<LagRow>>,
+    kafka_total: i64,
     open_alerts: Vec<SeverityCount>,
     open_total: usize,
     sources: Vec<SourceHealth>,
     dead_letters: Vec<DeadLetterReason>,
     dead_letter_total: u64,
+}
+
+struct LagRow {
+    topic: String,
+    partition: i64,
+    messages: i64,
+    seen: Moment,
 }
 
 fn row_label(value: &MetricValue) -> String {
@@ -223,6 +233,16 @@ pub(crate) async fn overview(
             .collect(),
         Err(e) => return unavailable("Dead letters cannot be read", e),
     };
+    let kafka = state.kafka_lags().map(|lags| {
+        lags.into_iter()
+            .map(|lag| LagRow {
+                topic: lag.topic,
+                partition: lag.partition,
+                messages: lag.messages,
+                seen: Moment::new(lag.seen_at, session.timezone),
+            })
+            .collect::<Vec<_>>()
+    });
     let page = OverviewPage {
         nav: Nav::new(&session, "overview"),
         cards: cards(&report.values),
@@ -233,6 +253,8 @@ pub(crate) async fn overview(
             .map(|t| Moment::new(t, session.timezone)),
         figures_as_of: Moment::new(rollups.built_at(), session.timezone),
         refreshing: state.rollups_refreshing(),
+        kafka_total: kafka.iter().flatten().map(|l| l.messages).sum(),
+        kafka,
         open_total: open.len(),
         open_alerts,
         sources,

@@ -28,7 +28,7 @@ use crate::IngestError;
 use crate::dead_letter::DeadLetter;
 use crate::decoders::{Format, Input};
 use crate::intake::{AckReceiver, IntakeHandle, Submission, decode_redacted};
-use crate::metrics::{IngestMetrics, PartitionLabels};
+use crate::metrics::IngestMetrics;
 use crate::redact::Redactor;
 
 const SOURCE: &str = "kafka";
@@ -312,12 +312,7 @@ impl ClientContext for KafkaContext {
                     continue;
                 }
                 self.metrics
-                    .kafka_lag
-                    .get_or_create(&PartitionLabels {
-                        topic: topic.clone(),
-                        partition: i64::from(partition),
-                    })
-                    .set(stats.consumer_lag);
+                    .set_kafka_lag(&topic, i64::from(partition), stats.consumer_lag);
             }
         }
     }
