@@ -418,6 +418,8 @@ async fn journey(b: &Browser, password: &str) {
         ("08-secrets", "/secrets"),
         ("09-ingestion", "/ingestion"),
         ("10-audit", "/audit"),
+        ("12-admin-users", "/admin/users"),
+        ("13-admin-settings", "/admin/settings"),
     ] {
         b.open(path).await;
         assert!(!b.text().await.contains("Service Unavailable"), "{path}");

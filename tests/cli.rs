@@ -466,6 +466,10 @@ fn demo_ingests_the_whole_organisation_without_a_dead_letter_answers_and_serves_
         ingestion.contains("github_webhook") && ingestion.contains("<svg"),
         "{ingestion}"
     );
+    let admin = dashboard_page(&session, &address, "/admin/users");
+    assert!(admin.contains("<td>demo</td>"), "the demo user is an admin");
+    let settings = dashboard_page(&session, &address, "/admin/settings");
+    assert!(settings.contains("Daily rollups"), "{settings}");
     let console = dashboard_page(&session, &address, "/sql");
     let examples: Vec<String> = console
         .split("href=\"")

@@ -682,3 +682,201 @@ async fn responders_assign_alerts_to_someone_who_can_act_on_them() {
         "audited"
     );
 }
+
+/// A form's fields with the session's CSRF token.
+fn with_csrf<'a>(pairs: &[(&'a str, &'a str)], csrf: &'a str) -> Vec<(&'a str, &'a str)> {
+    let mut pairs = pairs.to_vec();
+    pairs.push(("csrf", csrf));
+    pairs
+}
+
+/// The password shown once on the admin page after adding or resetting.
+fn issued_password(page: &str) -> String {
+    let marker = "<code class=\"password\">";
+    let start = page.find(marker).expect("a password shown") + marker.len();
+    page[start..start + page[start..].find('<').expect("end")].to_owned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn admins_manage_users_and_tokens_from_the_dashboard() {
+    let site = start(DashboardSettings::default()).await;
+    let origin = site.base.clone();
+    for user in ["vera", "rory"] {
+        let mut visitor = site.signed_in(user).await;
+        for path in ["/admin/users", "/admin/settings"] {
+            let (status, _, _) = site.get(&mut visitor, path).await;
+            assert_eq!(status, StatusCode::FORBIDDEN, "{user} {path}");
+        }
+    }
+    let mut ada = site.signed_in("ada").await;
+    let (status, _, page) = site.get(&mut ada, "/admin/users").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(page.contains("vera") && page.contains("rory"), "{page}");
+    let csrf = hidden(&page, "csrf");
+
+    // Adding shows a generated password once; the new user signs in with it.
+    let (status, headers, page) = site
+        .post(
+            &mut ada,
+            "/admin/users",
+            &with_csrf(
+                &[("action", "add"), ("name", "nia"), ("role", "responder")],
+                &csrf,
+            ),
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    assert_eq!(
+        headers.get("cache-control").and_then(|v| v.to_str().ok()),
+        Some("no-store"),
+        "a page with a password is never cached"
+    );
+    let password = issued_password(&page);
+    assert!(password.len() >= 16, "{password}");
+    let mut nia = Visitor::default();
+    assert_eq!(
+        site.sign_in(&mut nia, "nia", &password).await,
+        StatusCode::SEE_OTHER
+    );
+    let (_, _, again) = site.get(&mut ada, "/admin/users").await;
+    assert!(!again.contains(&password), "shown only once");
+
+    // A new role applies to the open session; a reset ends it.
+    let (status, _, _) = site
+        .post(
+            &mut ada,
+            "/admin/users",
+            &with_csrf(
+                &[("action", "role"), ("name", "nia"), ("role", "admin")],
+                &csrf,
+            ),
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = site.get(&mut nia, "/admin/settings").await;
+    assert_eq!(status, StatusCode::OK, "nia is an admin now");
+    let (_, _, page) = site
+        .post(
+            &mut ada,
+            "/admin/users",
+            &with_csrf(&[("action", "password"), ("name", "nia")], &csrf),
+            Some(&origin),
+        )
+        .await;
+    let reset = issued_password(&page);
+    assert_ne!(reset, password);
+    let (status, _, _) = site.get(&mut nia, "/").await;
+    assert_eq!(status, StatusCode::SEE_OTHER, "the old session ended");
+    let mut nia = Visitor::default();
+    assert_eq!(
+        site.sign_in(&mut nia, "nia", &password).await,
+        StatusCode::UNAUTHORIZED,
+        "the old password no longer works"
+    );
+    assert_eq!(
+        site.sign_in(&mut nia, "nia", &reset).await,
+        StatusCode::SEE_OTHER
+    );
+
+    // Removing needs the confirmation, never removes oneself, and ends sessions.
+    let (status, _, _) = site
+        .post(
+            &mut ada,
+            "/admin/users",
+            &with_csrf(&[("action", "remove"), ("name", "nia")], &csrf),
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = site
+        .post(
+            &mut ada,
+            "/admin/users",
+            &with_csrf(
+                &[("action", "remove"), ("name", "ada"), ("confirm", "yes")],
+                &csrf,
+            ),
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _, _) = site
+        .post(
+            &mut ada,
+            "/admin/users",
+            &with_csrf(
+                &[("action", "remove"), ("name", "nia"), ("confirm", "yes")],
+                &csrf,
+            ),
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (status, _, _) = site.get(&mut nia, "/").await;
+    assert_eq!(
+        status,
+        StatusCode::SEE_OTHER,
+        "a removed user is signed out"
+    );
+    // The last admin keeps the role.
+    let (status, _, page) = site
+        .post(
+            &mut ada,
+            "/admin/users",
+            &with_csrf(
+                &[("action", "role"), ("name", "ada"), ("role", "viewer")],
+                &csrf,
+            ),
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT, "{page}");
+
+    // Tokens are listed and revoked here.
+    pipewatch_dashboard::tokens::TokenStore::open(&site.data_dir)
+        .expect("tokens")
+        .issue(
+            "notebook",
+            "rory",
+            &[pipewatch_dashboard::tokens::TokenScope::Sql],
+            None,
+            Utc::now(),
+        )
+        .expect("token");
+    let (_, _, page) = site.get(&mut ada, "/admin/users").await;
+    assert!(page.contains("notebook"), "{page}");
+    let (status, _, _) = site
+        .post(
+            &mut ada,
+            "/admin/users",
+            &with_csrf(&[("action", "revoke_token"), ("name", "notebook")], &csrf),
+            Some(&origin),
+        )
+        .await;
+    assert_eq!(status, StatusCode::SEE_OTHER);
+    let (_, _, page) = site.get(&mut ada, "/admin/users").await;
+    assert!(!page.contains("notebook"), "{page}");
+
+    // The settings page shows what is in force and who may use each path.
+    let (_, _, settings) = site.get(&mut ada, "/admin/settings").await;
+    for expected in [
+        "Session idle timeout",
+        "30 min",
+        "/admin/users",
+        "admin and above",
+    ] {
+        assert!(settings.contains(expected), "{expected} in {settings}");
+    }
+    let (_, _, audit) = site.get(&mut ada, "/audit").await;
+    for expected in [
+        "admin.add",
+        "admin.role",
+        "admin.password",
+        "admin.remove",
+        "admin.revoke_token",
+    ] {
+        assert!(audit.contains(expected), "{expected} audited");
+    }
+}

@@ -2,6 +2,7 @@
 //! default), the session and CSRF checks in front of them, and the security
 //! headers on every response.
 
+mod admin;
 mod auth;
 mod explore;
 mod pages;
@@ -154,6 +155,9 @@ pub const POLICY: &[(Method, &str, Access)] = &[
         Access::AtLeast(Role::Responder),
     ),
     (Method::GET, "/audit", Access::AtLeast(Role::Admin)),
+    (Method::GET, "/admin/users", Access::AtLeast(Role::Admin)),
+    (Method::POST, "/admin/users", Access::AtLeast(Role::Admin)),
+    (Method::GET, "/admin/settings", Access::AtLeast(Role::Admin)),
     (Method::GET, "/ingestion", Access::AtLeast(Role::Viewer)),
     (Method::GET, "/secrets", Access::AtLeast(Role::Viewer)),
     (Method::GET, "/repos", Access::AtLeast(Role::Viewer)),
@@ -439,6 +443,8 @@ fn routes() -> Router<AppState> {
         .route("/alerts/{alert_id}", get(pages::alert_detail))
         .route("/alerts/actions", post(pages::alert_actions))
         .route("/audit", get(pages::audit))
+        .route("/admin/users", get(admin::users).post(admin::change_user))
+        .route("/admin/settings", get(admin::settings))
         .route("/ingestion", get(explore::ingestion))
         .route("/secrets", get(explore::secrets))
         .route("/repos", get(explore::repositories))
