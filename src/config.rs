@@ -164,6 +164,7 @@ impl DashboardConfig {
             // Checked when the configuration was parsed.
             proxy_auth: self.proxy_auth().ok().flatten(),
             secure_cookies: self.secure_cookies,
+            warm_rollups: true,
             sessions: pipewatch_dashboard::sessions::SessionLimits {
                 idle: Duration::from_secs(self.session_idle_minutes.saturating_mul(60)),
                 absolute: Duration::from_secs(self.session_absolute_hours.saturating_mul(3_600)),

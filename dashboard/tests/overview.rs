@@ -49,6 +49,14 @@ async fn the_overview_follows_the_lake_through_its_rollups() {
         .commit(events("github_webhook", 3, 8))
         .expect("first commit");
     let mut vera = site.signed_in("vera").await;
+    let (status, _, settings) = site
+        .get(&mut site.signed_in("ada").await, "/admin/settings")
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        settings.contains("not built yet"),
+        "built on first use: {settings}"
+    );
     let (status, _, page) = site.get(&mut vera, "/").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(ingest_count(&page, "github_webhook"), Some(3), "{page}");
@@ -109,4 +117,27 @@ async fn the_overview_shows_the_kafka_lag_of_the_ingest_in_its_process() {
     ] {
         assert!(page.contains(row), "{row} in {page}");
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn with_warm_rollups_they_are_built_before_anyone_asks() {
+    let site = start(DashboardSettings {
+        warm_rollups: true,
+        ..DashboardSettings::default()
+    })
+    .await;
+    let mut ada = site.signed_in("ada").await;
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let settings = loop {
+        let (status, _, page) = site.get(&mut ada, "/admin/settings").await;
+        assert_eq!(status, StatusCode::OK);
+        if page.contains("Daily rollups</th><td>built") || Instant::now() > deadline {
+            break page;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert!(
+        settings.contains("Daily rollups</th><td>built"),
+        "no page asked for them: {settings}"
+    );
 }

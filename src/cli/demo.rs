@@ -183,7 +183,10 @@ fn demo_login(data_dir: &std::path::Path) -> anyhow::Result<String> {
 async fn serve_dashboard(args: &Args, password: &str) -> anyhow::Result<()> {
     let app = pipewatch_dashboard::standalone(
         &args.data_dir,
-        pipewatch_dashboard::DashboardSettings::default(),
+        pipewatch_dashboard::DashboardSettings {
+            warm_rollups: true,
+            ..pipewatch_dashboard::DashboardSettings::default()
+        },
     )
     .context("cannot open the dashboard")?;
     let tcp = tokio::net::TcpListener::bind(args.listen)

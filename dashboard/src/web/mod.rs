@@ -62,6 +62,9 @@ pub struct DashboardSettings {
     pub proxy_auth: Option<ProxyAuth>,
     /// The ingest running in this process, for its live figures.
     pub ingest: LiveIngest,
+    /// Build the rollups as soon as the router is made (in the background),
+    /// so the first overview after a start does not wait for them.
+    pub warm_rollups: bool,
 }
 
 /// The ingest running in the same process as the dashboard, whose live
@@ -118,6 +121,7 @@ impl Default for DashboardSettings {
             lake_refresh: Duration::from_secs(15),
             proxy_auth: None,
             ingest: LiveIngest::default(),
+            warm_rollups: false,
         }
     }
 }
@@ -409,6 +413,21 @@ pub fn standalone(data_dir: &Path, settings: DashboardSettings) -> Result<Router
 }
 
 fn state(data_dir: &Path, settings: DashboardSettings) -> Result<AppState, DashboardError> {
+    let state = new_state(data_dir, settings)?;
+    if state.0.settings.warm_rollups
+        && let Ok(runtime) = tokio::runtime::Handle::try_current()
+    {
+        let warming = state.clone();
+        runtime.spawn(async move {
+            if let Err(e) = warming.rollups().await {
+                tracing::warn!(error = %e, "cannot build the dashboard's rollups");
+            }
+        });
+    }
+    Ok(state)
+}
+
+fn new_state(data_dir: &Path, settings: DashboardSettings) -> Result<AppState, DashboardError> {
     let users = UserStore::open(data_dir)?;
     let sessions = SessionStore::open(data_dir, settings.sessions)?;
     let audit = AuditLog::open(data_dir)?;
