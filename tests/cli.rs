@@ -429,6 +429,24 @@ fn demo_ingests_the_whole_organisation_without_a_dead_letter_answers_and_serves_
     assert!(overview.contains("<svg"), "trend charts are drawn");
     let alerts = dashboard_page(&session, &address, "/alerts?status=open&severity=high");
     assert!(alerts.contains("/alerts/"), "open high alerts are listed");
+    // An alert shows its evidence events, found in the days they lie in.
+    let alert_link = alerts
+        .split("href=\"")
+        .skip(1)
+        .find(|s| s.starts_with("/alerts/") && !s.starts_with("/alerts/actions"))
+        .and_then(|s| s.split('"').next())
+        .expect("an alert link")
+        .to_owned();
+    let alert = dashboard_page(&session, &address, &alert_link);
+    let evidence = alert
+        .split("Evidence events")
+        .nth(1)
+        .and_then(|rest| rest.split("</table>").next())
+        .unwrap_or_default();
+    assert!(
+        evidence.matches("<tr>").count() >= 2,
+        "{alert_link} lists its evidence events: {alert}"
+    );
     // Every page answers on real data, and each links to the next level.
     let repos = dashboard_page(&session, &address, "/repos");
     let repo_link = repos

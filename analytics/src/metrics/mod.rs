@@ -12,7 +12,7 @@ use std::fmt;
 use std::str::FromStr;
 
 pub use render::{render_json, render_table};
-pub use rollup::{EVENT_COUNTS, Rollups};
+pub use rollup::{EVENT_COUNTS, Rollups, Summary};
 pub use run::{MetricValue, MetricsReport, SeriesPoint, format_day, run_detail, run_metrics};
 
 use crate::query::QueryError;

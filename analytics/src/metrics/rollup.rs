@@ -67,6 +67,14 @@ fn detail_rollup_sql(detail: &Detail) -> String {
     )
 }
 
+/// A caller's own summary of the lake, built and kept with the rollups:
+/// `sql` over the lake, readable as `table`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    pub table: &'static str,
+    pub sql: &'static str,
+}
+
 /// The rollups of one version of the lake, queried in memory.
 pub struct Rollups {
     service: QueryService,
@@ -92,6 +100,15 @@ impl Rollups {
     /// `version` is the lake's version read before `lake` was opened, so a
     /// file committed meanwhile makes the rollups look stale, never fresh.
     pub async fn build(lake: &QueryService, version: LakeVersion) -> Result<Self, MetricsError> {
+        Self::build_with(lake, version, &[]).await
+    }
+
+    /// [`Rollups::build`], plus the caller's `summaries`.
+    pub async fn build_with(
+        lake: &QueryService,
+        version: LakeVersion,
+        summaries: &[Summary],
+    ) -> Result<Self, MetricsError> {
         let started = Instant::now();
         let newest = newest_event(lake).await?;
         let in_memory = |source: QueryError| MetricsError::Query {
@@ -115,6 +132,12 @@ impl Rollups {
         service
             .add_batches(EVENT_COUNTS, counts.schema, counts.batches)
             .map_err(in_memory)?;
+        for summary in summaries {
+            let out = query(lake, summary.table, summary.sql).await?;
+            service
+                .add_batches(summary.table, out.schema, out.batches)
+                .map_err(in_memory)?;
+        }
         Ok(Rollups {
             service,
             newest_event_micros: newest,

@@ -13,7 +13,7 @@ use axum::response::Response;
 use chrono::{DateTime, Utc};
 use datafusion::arrow::datatypes::DataType;
 use pipewatch_analytics::QueryOutput;
-use pipewatch_analytics::metrics::EVENT_COUNTS;
+use pipewatch_analytics::metrics::{EVENT_COUNTS, Summary};
 use serde::Deserialize;
 
 use super::AppState;
@@ -134,8 +134,17 @@ pub(crate) async fn section(
         .query(&shown.sql)
         .await
         .map_err(|e| unavailable(&format!("`{}` cannot be computed", shown.title), e))?;
-    let times = time_columns(&output);
-    let (columns, rows) = text_table(&output);
+    Ok(section_of(&output, timezone, shown))
+}
+
+/// A section showing `output`, whose "Open this in SQL" link is `shown.sql`.
+pub(crate) fn section_of(
+    output: &QueryOutput,
+    timezone: chrono_tz::Tz,
+    shown: Shown<'_>,
+) -> Section {
+    let times = time_columns(output);
+    let (columns, rows) = text_table(output);
     let rows = rows
         .into_iter()
         .map(|row| Row {
@@ -162,15 +171,32 @@ pub(crate) async fn section(
             chart: None,
         })
         .collect();
-    Ok(Section {
+    Section {
         title: shown.title.to_owned(),
         note: shown.note.to_owned(),
         columns,
         rows,
         has_charts: false,
         sql_link: console_link(&shown.sql),
-    })
+    }
 }
+
+/// Summaries of the whole lake that pages read instead of scanning it,
+/// rebuilt with the rollups.
+pub(crate) const SUMMARIES: &[Summary] = &[Summary {
+    table: "summary_repositories",
+    sql: REPOSITORIES_SQL,
+}];
+
+/// Every repository's activity over all stored history.
+const REPOSITORIES_SQL: &str = "SELECT repo, count(*) AS events,
+    count(DISTINCT CASE WHEN category = 'pipeline_run' THEN cicd_pipeline_run_id END) AS runs,
+    sum(CASE WHEN category = 'pipeline_job' AND runner_ephemeral = false THEN 1 ELSE 0 END) AS jobs_on_persistent_runners,
+    sum(CASE WHEN category = 'secret_access' THEN 1 ELSE 0 END) AS secret_reads,
+    sum(CASE WHEN category = 'deployment' THEN 1 ELSE 0 END) AS deployment_events,
+    sum(CASE WHEN category = 'finding' THEN 1 ELSE 0 END) AS findings,
+    max(event_time) AS last_event
+  FROM events WHERE repo IS NOT NULL GROUP BY repo";
 
 fn unavailable(what: &str, e: impl std::fmt::Display) -> Response {
     tracing::error!(error = %e, "{what}");
@@ -481,21 +507,23 @@ pub(crate) async fn repositories(
     State(state): State<AppState>,
     Extension(session): Extension<Session>,
 ) -> Response {
+    let order = "ORDER BY events DESC LIMIT 500";
     let shown = Shown {
         title: "Repositories",
         note: "Activity over all stored history.",
-        sql: "SELECT repo, count(*) AS events,
-                count(DISTINCT CASE WHEN category = 'pipeline_run' THEN cicd_pipeline_run_id END) AS runs,
-                sum(CASE WHEN category = 'pipeline_job' AND runner_ephemeral = false THEN 1 ELSE 0 END) AS jobs_on_persistent_runners,
-                sum(CASE WHEN category = 'secret_access' THEN 1 ELSE 0 END) AS secret_reads,
-                sum(CASE WHEN category = 'deployment' THEN 1 ELSE 0 END) AS deployment_events,
-                sum(CASE WHEN category = 'finding' THEN 1 ELSE 0 END) AS findings,
-                max(event_time) AS last_event
-              FROM events WHERE repo IS NOT NULL GROUP BY repo ORDER BY events DESC LIMIT 500"
-            .into(),
+        sql: format!("{REPOSITORIES_SQL} {order}"),
         links: &[(0, "/repo", "name")],
     };
-    match section(&state, session.timezone, shown).await {
+    // Read from the summary built with the rollups; the link reads the lake.
+    let summary = match state.rollups().await {
+        Ok(rollups) => rollups
+            .service()
+            .query(&format!("SELECT * FROM {} {order}", SUMMARIES[0].table))
+            .await
+            .map_err(|e| e.to_string()),
+        Err(e) => Err(e.to_string()),
+    };
+    match summary.map(|output| section_of(&output, session.timezone, shown)) {
         Ok(section) => page(
             &session,
             "repos",
@@ -503,7 +531,7 @@ pub(crate) async fn repositories(
             "Pick a repository for its runs, runners, secrets, deployments, findings and policy results.".into(),
             vec![section],
         ),
-        Err(response) => response,
+        Err(e) => unavailable("Repositories cannot be listed", e),
     }
 }
 

@@ -366,7 +366,7 @@ impl AppState {
                 metric: "rollups",
                 source,
             })?;
-        let rollups = Rollups::build(&lake, version).await?;
+        let rollups = Rollups::build_with(&lake, version, explore::SUMMARIES).await?;
         tracing::info!(
             took_ms = rollups.took().as_millis() as u64,
             "dashboard rollups built"

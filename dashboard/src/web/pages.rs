@@ -487,14 +487,30 @@ struct EvidenceKeys {
     run: Option<String>,
 }
 
+/// The lake partitions (UTC days) from `from` to `to`: a filter that keeps
+/// a query from opening the files of other days.
+fn days_between(from: chrono::DateTime<Utc>, to: chrono::DateTime<Utc>) -> String {
+    format!(
+        "\"date\" BETWEEN '{}' AND '{}'",
+        from.format("%Y-%m-%d"),
+        to.format("%Y-%m-%d")
+    )
+}
+
+/// The days an alert's evidence events lie in.
+fn evidence_days(alert: &Alert) -> String {
+    days_between(alert.event_time, alert.last_event_time)
+}
+
 async fn evidence_keys(state: &AppState, alert: &Alert) -> EvidenceKeys {
     let Some(first) = alert.evidence_event_ids.first() else {
         return EvidenceKeys::default();
     };
     let sql = format!(
         "SELECT actor, repo, action, CASE WHEN category = 'secret_access' THEN target_name END AS secret,
-           cicd_worker_name, cicd_pipeline_run_id FROM events WHERE event_id = {} LIMIT 1",
-        super::explore::literal(first)
+           cicd_worker_name, cicd_pipeline_run_id FROM events WHERE event_id = {} AND {} LIMIT 1",
+        super::explore::literal(first),
+        evidence_days(alert)
     );
     let rows = match state.lake().await {
         Ok(lake) => lake.query(&sql).await.map(|out| text_rows(&out)),
@@ -592,12 +608,22 @@ async fn baseline(state: &AppState, alert: &Alert, keys: &EvidenceKeys) -> Optio
         (None, None) => return None,
     };
     let last_day = alert.last_event_time.timestamp().div_euclid(86_400);
+    // The action belongs to the evidence's category: only its partitions are read.
+    let category = alert
+        .scope
+        .category
+        .map(|c| format!(" AND category = {}", literal(c.as_str())))
+        .unwrap_or_default();
     let sql = format!(
         "SELECT CAST(floor(date_part('epoch', event_time) / 86400) AS BIGINT) AS day, count(*) AS n
-         FROM events WHERE action = {} AND {filter}
+         FROM events WHERE action = {} AND {filter}{category} AND {}
            AND event_time >= {} AND event_time < {}
          GROUP BY day",
         literal(action),
+        days_between(
+            alert.last_event_time - Duration::days(29),
+            alert.last_event_time
+        ),
         time_literal((last_day - 29) * 86_400),
         time_literal((last_day + 1) * 86_400)
     );
@@ -630,12 +656,13 @@ fn evidence_sql(alert: &Alert) -> String {
         .map(|id| format!("'{}'", id.replace('\'', "''")))
         .collect();
     format!(
-        "SELECT event_time, category, source, action, outcome, actor, repo, target_name, event_id\nFROM events\nWHERE event_id IN ({})\nORDER BY event_time",
+        "SELECT event_time, category, source, action, outcome, actor, repo, target_name, event_id\nFROM events\nWHERE event_id IN ({})\n  AND {}\nORDER BY event_time",
         if ids.is_empty() {
             "NULL".to_owned()
         } else {
             ids.join(", ")
-        }
+        },
+        evidence_days(alert)
     )
 }
 
@@ -678,8 +705,9 @@ pub(crate) async fn alert_detail(
             note: "",
             sql: format!(
                 "SELECT event_time, category, source, action, outcome, actor, repo, target_name, event_id
-                 FROM events WHERE event_id IN ({}) ORDER BY event_time",
-                ids.join(", ")
+                 FROM events WHERE event_id IN ({}) AND {} ORDER BY event_time",
+                ids.join(", "),
+                evidence_days(&alert)
             ),
             links: &[],
         };
@@ -696,12 +724,16 @@ pub(crate) async fn alert_detail(
     if let Some((column, value)) = around {
         let from = time_literal(alert.event_time.timestamp() - 6 * 3_600);
         let to = time_literal(alert.last_event_time.timestamp() + 6 * 3_600);
+        let days = days_between(
+            alert.event_time - Duration::hours(6),
+            alert.last_event_time + Duration::hours(6),
+        );
         let shown = super::explore::Shown {
             title: "Around the alert",
             note: "Everything the same actor (or repository) did from six hours before the first evidence to six hours after the last.",
             sql: format!(
                 "SELECT event_time, category, action, outcome, actor, repo, target_name, cicd_pipeline_run_id AS run
-                 FROM events WHERE {column} = {} AND event_time >= {from}
+                 FROM events WHERE {column} = {} AND {days} AND event_time >= {from}
                    AND event_time <= {to}
                  ORDER BY event_time LIMIT 100",
                 super::explore::literal(&value)
