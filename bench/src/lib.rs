@@ -50,13 +50,8 @@ impl Corpus {
     }
 }
 
-/// Events of a generated organisation as detectors see them, in time order,
-/// read back from a lake the corpus was ingested into.
-pub fn detector_rows(
-    corpus: &Corpus,
-    lake: &Path,
-) -> Result<Vec<pipewatch_analytics::detect::EventRow>, String> {
-    use futures::StreamExt;
+/// Ingests `corpus` into a lake at `lake`; returns the events stored.
+pub fn ingest_corpus(corpus: &Corpus, lake: &Path) -> Result<u64, String> {
     let mut ingestor = pipewatch_ingest::Ingestor::open(lake).map_err(|e| e.to_string())?;
     for file in &corpus.files {
         ingestor
@@ -66,7 +61,18 @@ pub fn detector_rows(
             )
             .map_err(|e| e.to_string())?;
     }
-    ingestor.finish().map_err(|e| e.to_string())?;
+    let summary = ingestor.finish().map_err(|e| e.to_string())?;
+    Ok(summary.total().accepted as u64)
+}
+
+/// Events of a generated organisation as detectors see them, in time order,
+/// read back from a lake the corpus was ingested into.
+pub fn detector_rows(
+    corpus: &Corpus,
+    lake: &Path,
+) -> Result<Vec<pipewatch_analytics::detect::EventRow>, String> {
+    use futures::StreamExt;
+    ingest_corpus(corpus, lake)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -181,20 +187,7 @@ pub fn measuring() -> bool {
 /// in the control database, as `pipewatch demo` leaves them) and returns
 /// the number of events stored.
 pub fn demo_lake(corpus: &Corpus, lake: &Path) -> Result<u64, String> {
-    let mut ingestor = pipewatch_ingest::Ingestor::open(lake).map_err(|e| e.to_string())?;
-    for file in &corpus.files {
-        ingestor
-            .ingest(
-                None,
-                &pipewatch_ingest::Input::new(&file.origin, &file.bytes),
-            )
-            .map_err(|e| e.to_string())?;
-    }
-    let events = ingestor
-        .finish()
-        .map_err(|e| e.to_string())?
-        .total()
-        .accepted as u64;
+    let events = ingest_corpus(corpus, lake)?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

@@ -232,7 +232,8 @@ pub(crate) async fn settings(
 ) -> Response {
     let s = &state.0.settings;
     let minutes = |d: std::time::Duration| format!("{} min", d.as_secs() / 60);
-    let rollups = state.0.rollups.lock().await.clone();
+    // Held for the whole first build: this page says so rather than wait.
+    let rollups = state.0.rollups.try_lock().map(|slot| slot.clone());
     let mut settings = vec![
         Setting {
             name: "Data directory",
@@ -295,7 +296,8 @@ pub(crate) async fn settings(
     settings.push(Setting {
         name: "Daily rollups",
         value: match rollups {
-            Some(r) => format!(
+            Err(_) => "being built for the first time".to_owned(),
+            Ok(Some(r)) => format!(
                 "built {} in {} ms{}",
                 Moment::new(r.built_at(), session.timezone).shown,
                 r.took().as_millis(),
@@ -305,7 +307,7 @@ pub(crate) async fn settings(
                     ""
                 }
             ),
-            None => "not built yet (the first overview builds them)".to_owned(),
+            Ok(None) => "not built yet (the first overview builds them)".to_owned(),
         },
     });
     let policy = POLICY
