@@ -2,29 +2,20 @@
 //! small hand-built lake whose expected numbers are worked out by hand in
 //! the comments, plus the runner's window cut-off and org/repo grouping.
 
-use std::collections::BTreeMap;
-use std::fs::File;
-
-use chrono::{DateTime, Utc};
 use datafusion::arrow::record_batch::RecordBatch;
-use datafusion::parquet::arrow::ArrowWriter;
 use datafusion::{assert_batches_eq, assert_batches_sorted_eq};
 use pipewatch_analytics::metrics::{
     self, MetricValue, MetricsReport, Scope, Window, render_json, render_table, run_detail,
     run_metrics,
 };
 use pipewatch_analytics::{QueryLimits, QueryService};
-use pipewatch_schema::{
-    Category, Event, EventBatchBuilder, IdentityKind, PartitionPath, Severity, file_schema,
-};
+use pipewatch_schema::{Category, Event, IdentityKind, Severity};
+
+#[path = "support/lake.rs"]
+mod support_lake;
+use support_lake::{at, lake};
 
 // ---------------------------------------------------------------- fixtures
-
-fn at(text: &str) -> DateTime<Utc> {
-    DateTime::parse_from_rfc3339(text)
-        .expect("fixture time")
-        .with_timezone(&Utc)
-}
 
 /// One event with the envelope set; `edit` fills the rest.
 fn event(
@@ -51,34 +42,6 @@ fn event(
 
 fn owned(text: &str) -> Option<String> {
     Some(text.to_owned())
-}
-
-/// Writes the events into `<tmp>/events/category=<c>/date=<d>/x.parquet`
-/// (file schema, partition keys only in the path) and opens the lake.
-async fn lake(events: &[Event]) -> (tempfile::TempDir, QueryService) {
-    let dir = tempfile::tempdir().expect("temp dir");
-    let mut partitions: BTreeMap<PartitionPath, Vec<&Event>> = BTreeMap::new();
-    for e in events {
-        let partition = PartitionPath::new(e.category, e.event_time.date_naive());
-        partitions.entry(partition).or_default().push(e);
-    }
-    for (partition, events) in partitions {
-        let folder = dir.path().join(partition.relative());
-        std::fs::create_dir_all(&folder).expect("partition folder");
-        let mut builder = EventBatchBuilder::new();
-        for e in events {
-            builder.append(e).expect("append");
-        }
-        let batch = builder.finish().expect("batch");
-        let file = File::create(folder.join("x.parquet")).expect("file");
-        let mut writer = ArrowWriter::try_new(file, file_schema(), None).expect("writer");
-        writer.write(&batch).expect("write");
-        writer.close().expect("close");
-    }
-    let service = QueryService::open(dir.path(), QueryLimits::default())
-        .await
-        .expect("opens");
-    (dir, service)
 }
 
 fn sql_of(name: &str) -> &'static str {

@@ -3,6 +3,7 @@
 //! views, executing only what the [`guard`] lets through, within limits.
 
 mod guard;
+mod prune;
 mod render;
 
 use std::path::Path;
@@ -187,6 +188,14 @@ impl QueryService {
         Ok(())
     }
 
+    /// Stops reading only the days an `event_time` bound covers (answers
+    /// stay the same, more files are read), to measure what that buys.
+    pub fn without_date_pruning(self) -> Self {
+        self.ctx
+            .remove_optimizer_rule(prune::DatePartitionPruning::NAME);
+        self
+    }
+
     /// The limits in force.
     pub fn limits(&self) -> QueryLimits {
         self.limits
@@ -291,6 +300,7 @@ fn session(limits: QueryLimits) -> Result<SessionContext, String> {
         .set_bool("datafusion.execution.parquet.reorder_filters", true);
     config.options_mut().execution.time_zone = Some("UTC".into());
     let mut ctx = SessionContext::new_with_config_rt(config, runtime);
+    ctx.add_optimizer_rule(Arc::new(prune::DatePartitionPruning));
     // JSON functions (`json_get_str(raw, 'key')`, `raw->'key'`) reach into native records.
     datafusion_functions_json::register_all(&mut ctx).map_err(|e| e.to_string())?;
     Ok(ctx)
