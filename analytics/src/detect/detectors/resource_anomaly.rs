@@ -248,6 +248,25 @@ fn measure(row: &EventRow) -> Option<(Shape, Vec<f64>)> {
         .then(|| (Shape::Timing, vec![duration, queue]))
 }
 
+/// The job a record belongs to (`repo/workflow/job/usage` or `…/timing`)
+/// and its measurements in log space, exactly as this detector sees them;
+/// `None` for a record without a full set. For comparing models on the
+/// same feature vectors.
+pub fn job_features(event: &EventRow) -> Option<(String, Vec<f64>)> {
+    let repo = event.repo.as_deref()?;
+    let job = event.cicd_pipeline_task_name.as_deref()?;
+    let (shape, raw) = measure(event)?;
+    let workflow = event.cicd_pipeline_name.as_deref().unwrap_or("-");
+    let shape = match shape {
+        Shape::Usage => "usage",
+        Shape::Timing => "timing",
+    };
+    Some((
+        format!("{repo}/{workflow}/{job}/{shape}"),
+        raw.iter().map(|v| v.ln_1p()).collect(),
+    ))
+}
+
 #[derive(Debug, Default)]
 struct JobHistory {
     samples: VecDeque<Vec<f64>>,
