@@ -73,7 +73,7 @@ def unreadable_by_peers(files: list[Path]) -> list[tuple[Path, str]]:
         try:
             pj.read_json(path)
             quoted = str(path).replace("'", "''")
-            con.execute(f"SELECT count(*) FROM read_json_auto('{quoted}', format = 'newline_delimited')")
+            con.execute(f"SELECT count(*) FROM read_json_auto('{quoted}', format = 'newline_delimited', sample_size = -1)")
         except Exception as error:  # the peer's own parse error, reported
             refused.append((path, str(error).splitlines()[0][:200]))
     con.close()

@@ -18,6 +18,9 @@ from queries import Query, Timing, hot  # noqa: E402
 BEGIN = "<!-- measured: written by bench/run, do not edit by hand -->"
 END = "<!-- end of measured -->"
 
+# Paths in the report are shown relative to the checkout.
+REPO = Path(__file__).resolve().parents[2]
+
 QUERY_GEOMEAN_GOAL = 0.8
 QUERY_WORST_GOAL = 1.5
 INGEST_GOAL = 1.5
@@ -319,6 +322,7 @@ def write(run: dict, out: Path, chart_dir: Path) -> list[str]:
     if run.get("ingest"):
         ingest_chart(run["ingest"], chart_dir / "ingest.svg")
     section, missed = measured_section(run, str(relative))
+    section = section.replace(f"{REPO}/", "")
     block = f"{BEGIN}\n{section}\n{END}"
     if out.exists():
         text = out.read_text()

@@ -16,7 +16,7 @@ def main() -> None:
         target = out / f"{index:04}-{Path(name).stem}.parquet"
         source = name.replace("'", "''")
         con.execute(
-            f"COPY (SELECT * FROM read_json_auto('{source}', format = 'newline_delimited')) "
+            f"COPY (SELECT * FROM read_json_auto('{source}', format = 'newline_delimited', sample_size = -1)) "
             f"TO '{target}' (FORMAT parquet, COMPRESSION zstd)"
         )
 
