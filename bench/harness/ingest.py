@@ -10,7 +10,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from measure import BenchError, dir_bytes, median, run_process
+from measure import BenchError, median, run_process
 
 HERE = Path(__file__).resolve().parent
 
@@ -151,4 +151,4 @@ def rates(result: IngestResult, comparison: IngestComparison) -> dict[str, float
     }
 
 
-__all__ = ["IngestComparison", "IngestResult", "compare", "rates", "dir_bytes"]
+__all__ = ["IngestComparison", "IngestResult", "compare", "rates"]

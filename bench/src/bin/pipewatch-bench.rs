@@ -1,6 +1,7 @@
 //! The pipewatch side of `bench/run`: a long-running query process that
 //! times each statement the harness sends it (as the server would run it),
-//! and the detection backfill over a lake. Answers are JSON, one per line.
+//! lake growing, the resource detector's feature vectors for a peer model,
+//! and the detection backfill. Answers are JSON, one per line.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
