@@ -16,7 +16,10 @@ from measure import geomean
 from queries import Pipewatch, hot, load_suite, run_suite
 
 # Each tuning that can be switched off, and the pipewatch-bench flag that does it.
-SWITCHES = {"date-pruning": "--without-date-pruning"}
+SWITCHES = {
+    "date-pruning": "--without-date-pruning",
+    "footer-cache": "--without-footer-cache",
+}
 
 
 def main() -> int:

@@ -7,7 +7,8 @@ mod prune;
 mod render;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use datafusion::arrow::datatypes::DataType;
@@ -18,6 +19,8 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
+use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
 use datafusion::prelude::{SessionConfig, SessionContext, col};
@@ -287,13 +290,19 @@ impl QueryService {
 /// A DataFusion session within `limits`: nothing spills to disk, times
 /// are UTC, and the JSON functions reach into native records.
 fn session(limits: QueryLimits) -> Result<SessionContext, String> {
-    let runtime = RuntimeEnvBuilder::new()
+    let mut runtime = RuntimeEnvBuilder::new()
         .with_memory_limit(limits.memory_bytes, 1.0)
         .with_disk_manager_builder(
             DiskManagerBuilder::default().with_mode(DiskManagerMode::Disabled),
-        )
-        .build_arc()
-        .map_err(|e| e.to_string())?;
+        );
+    if !STOCK_FOOTER_CACHE.load(Ordering::Relaxed) {
+        runtime = runtime.with_cache_manager(
+            CacheManagerConfig::default()
+                .with_file_metadata_cache(Some(footer_cache()))
+                .with_metadata_cache_limit(FOOTER_CACHE_BYTES),
+        );
+    }
+    let runtime = runtime.build_arc().map_err(|e| e.to_string())?;
     let mut config = SessionConfig::new()
         .with_information_schema(true)
         .set_bool("datafusion.execution.parquet.pushdown_filters", true)
@@ -304,6 +313,38 @@ fn session(limits: QueryLimits) -> Result<SessionContext, String> {
     // JSON functions (`json_get_str(raw, 'key')`, `raw->'key'`) reach into native records.
     datafusion_functions_json::register_all(&mut ctx).map_err(|e| e.to_string())?;
     Ok(ctx)
+}
+
+/// Bytes of Parquet footers and page indexes kept in memory for the whole
+/// process: about 50 KB a file, so a lake of tens of thousands of
+/// day-and-category files stays cached.
+pub const FOOTER_CACHE_BYTES: usize = 512 * 1024 * 1024;
+
+/// The footers of the lake's files, shared by every query service of the
+/// process (the server reopens its service as the lake grows, and each
+/// scan would otherwise parse every footer again). An entry is used only
+/// while its file keeps the size and modification time it was read with.
+fn footer_cache() -> Arc<FileMetadataCache> {
+    static FOOTERS: OnceLock<Arc<FileMetadataCache>> = OnceLock::new();
+    FOOTERS
+        .get_or_init(|| {
+            Arc::new(DefaultCache::new(FOOTER_CACHE_BYTES).with_name("pipewatch lake footers"))
+        })
+        .clone()
+}
+
+/// How many of the lake's file footers the process holds in memory.
+pub fn cached_footers() -> usize {
+    footer_cache().len()
+}
+
+static STOCK_FOOTER_CACHE: AtomicBool = AtomicBool::new(false);
+
+/// Makes the services opened from now on keep DataFusion's own footer
+/// cache (one per session, 50 MB) instead of the process-wide one, to
+/// measure what the latter buys.
+pub fn use_stock_footer_cache() {
+    STOCK_FOOTER_CACHE.store(true, Ordering::Relaxed);
 }
 
 /// Identifies what the lake's event files are now: it changes whenever a

@@ -38,6 +38,10 @@ enum Command {
         /// Reads every day's files even under an `event_time` bound.
         #[arg(long)]
         without_date_pruning: bool,
+        /// Keeps DataFusion's own per-session footer cache instead of the
+        /// process-wide one.
+        #[arg(long)]
+        without_footer_cache: bool,
     },
     /// Grows a lake to at least `events` events with copies of itself
     /// moved later in time or renamed as more organisations.
@@ -116,7 +120,11 @@ fn main() -> anyhow::Result<()> {
             memory_mib,
             timeout_secs,
             without_date_pruning,
+            without_footer_cache,
         } => {
+            if without_footer_cache {
+                pipewatch_analytics::query::use_stock_footer_cache();
+            }
             let limits = QueryLimits {
                 memory_bytes: memory_mib.saturating_mul(1024 * 1024),
                 timeout: Duration::from_secs(timeout_secs),
