@@ -316,8 +316,8 @@ fn session(limits: QueryLimits) -> Result<SessionContext, String> {
 }
 
 /// Bytes of Parquet footers and page indexes kept in memory for the whole
-/// process: about 50 KB a file, so a lake of tens of thousands of
-/// day-and-category files stays cached.
+/// process: about 50 KB a file, so the footers of about ten thousand
+/// day-and-category files stay cached (least recently used go first).
 pub const FOOTER_CACHE_BYTES: usize = 512 * 1024 * 1024;
 
 /// The footers of the lake's files, shared by every query service of the
