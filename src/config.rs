@@ -11,6 +11,7 @@ use anyhow::Context;
 use pipewatch_analytics::detect::DetectConfig;
 use pipewatch_analytics::notify::{NotifyConfig, Routing};
 use pipewatch_ingest::intake::IntakeSettings;
+use pipewatch_ingest::lake::CompactionPolicy;
 use pipewatch_ingest::source::SourceConfig;
 use pipewatch_ingest::source::secret::SecretRef;
 use serde::Deserialize;
@@ -30,6 +31,7 @@ pub(crate) struct ProcessConfig {
     pub(crate) server: ServerConfig,
     pub(crate) intake: IntakeConfig,
     pub(crate) online: OnlineConfig,
+    pub(crate) compaction: CompactionConfig,
     pub(crate) telemetry: crate::telemetry::TelemetryConfig,
     pub(crate) dashboard: DashboardConfig,
     pub(crate) pgwire: PgwireConfig,
@@ -240,6 +242,40 @@ impl IntakeConfig {
     }
 }
 
+/// `[compaction]`: small files merged in the background.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub(crate) struct CompactionConfig {
+    pub(crate) enabled: bool,
+    /// How often the lake is looked over, in seconds.
+    pub(crate) interval_secs: u64,
+    /// Partitions that received a file this recently are left for later.
+    pub(crate) quiet_minutes: u64,
+    /// Rows a merged file holds at most.
+    pub(crate) target_rows: usize,
+}
+
+impl Default for CompactionConfig {
+    fn default() -> Self {
+        let defaults = CompactionPolicy::default();
+        CompactionConfig {
+            enabled: true,
+            interval_secs: 300,
+            quiet_minutes: defaults.quiet.as_secs() / 60,
+            target_rows: defaults.target_rows,
+        }
+    }
+}
+
+impl CompactionConfig {
+    pub(crate) fn policy(&self) -> CompactionPolicy {
+        CompactionPolicy {
+            target_rows: self.target_rows.max(2),
+            quiet: Duration::from_secs(self.quiet_minutes.saturating_mul(60)),
+        }
+    }
+}
+
 /// `[online]`: detection on committed batches.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -349,6 +385,8 @@ impl ProcessConfig {
                 "online.baseline_refresh_secs",
                 self.online.baseline_refresh_secs,
             ),
+            ("compaction.interval_secs", self.compaction.interval_secs),
+            ("compaction.target_rows", self.compaction.target_rows as u64),
             (
                 "dashboard.session_idle_minutes",
                 self.dashboard.session_idle_minutes,
@@ -402,6 +440,7 @@ mod tests {
         assert_eq!(parsed.process.server, ServerConfig::default());
         assert_eq!(parsed.process.intake, IntakeConfig::default());
         assert_eq!(parsed.process.online, OnlineConfig::default());
+        assert_eq!(parsed.process.compaction, CompactionConfig::default());
         assert_eq!(parsed.process.dashboard, DashboardConfig::default());
         assert_eq!(parsed.process.pgwire, PgwireConfig::default());
         assert_eq!(

@@ -307,6 +307,84 @@ fn killing_ingest_mid_write_leaves_a_queryable_lake_and_loses_nothing_after_a_re
     );
 }
 
+#[test]
+fn compact_merges_small_files_and_a_kill_midway_loses_and_doubles_nothing() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let input = dir.path().join("vault.log");
+    let n = 60_000;
+    big_vault_log(&input, n);
+    let lake = dir.path().join("lake");
+    let lake_arg = lake.to_str().expect("utf-8");
+    let out = run(&[
+        "ingest",
+        "--data-dir",
+        lake_arg,
+        "--batch-events",
+        "1000",
+        input.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // Every batch touched every one of the 28 days.
+    let small_files = walkdir_count(&lake.join("events"), ".parquet");
+    assert_eq!(small_files, 28 * 60);
+
+    let dry = run(&["compact", "--dry-run", "--data-dir", lake_arg]);
+    assert!(dry.status.success());
+    assert!(
+        stdout(&dry).contains(&format!("would merge {small_files} files in 28 partitions")),
+        "{}",
+        stdout(&dry)
+    );
+    assert_eq!(walkdir_count(&lake.join("events"), ".parquet"), small_files);
+
+    let mut cut_short = 0;
+    for round in 0..4u64 {
+        let mut child = pipewatch()
+            .args(["compact", "--data-dir", lake_arg])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn compact");
+        std::thread::sleep(Duration::from_millis(50 + round * 150));
+        let _ = child.kill(); // SIGKILL: no chance to clean up
+        let _ = child.wait();
+        if walkdir_count(&lake.join("compaction"), ".json") > 0 {
+            cut_short += 1;
+        }
+    }
+    assert!(
+        cut_short > 0,
+        "no kill landed mid-compaction; the test proved nothing"
+    );
+
+    let out = run(&["compact", "--data-dir", lake_arg]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let remaining = walkdir_count(&lake.join("events"), ".parquet");
+    assert_eq!(remaining, 28, "one file per day:\n{}", stdout(&out));
+    assert_eq!(count(&lake, "SELECT count(*) AS n FROM events"), n as i64);
+    assert_eq!(
+        count(&lake, "SELECT count(DISTINCT event_id) AS n FROM events"),
+        n as i64
+    );
+    assert_eq!(walkdir_count(&lake, ".inprogress"), 0);
+    assert_eq!(walkdir_count(&lake.join("compaction"), ".json"), 0);
+
+    let again = run(&["compact", "--data-dir", lake_arg]);
+    assert!(
+        stdout(&again).contains("nothing to compact"),
+        "{}",
+        stdout(&again)
+    );
+}
+
 fn walkdir_count(root: &Path, suffix: &str) -> usize {
     let mut n = 0;
     let mut stack = vec![root.to_owned()];

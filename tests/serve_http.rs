@@ -1,7 +1,8 @@
 //! End-to-end tests of `pipewatch serve`'s HTTP intake through the real
 //! binary on loopback: signed GitHub webhooks (with redeliveries across a
 //! restart), GitLab and per-format endpoints, limits, overload, ordered
-//! shutdown, online detection and the operational endpoints.
+//! shutdown, online detection, background compaction and the operational
+//! endpoints.
 
 mod support;
 
@@ -586,4 +587,85 @@ fn baselines_are_rebuilt_in_the_background_while_scoring_goes_on() {
         std::thread::sleep(Duration::from_millis(200));
     }
     assert!(server.stop().success());
+}
+
+/// `n` Vault audit lines of one day, with ids `first..first + n`.
+fn vault_lines(first: usize, n: usize) -> Vec<u8> {
+    let mut body = Vec::new();
+    for i in first..first + n {
+        writeln!(
+            body,
+            r#"{{"time":"2026-03-04T10:{:02}:{:02}.000Z","type":"response","auth":{{"accessor":"hmac-sha256:ab","display_name":"jwt-ci","policies":["default"],"token_type":"service"}},"request":{{"id":"00000000-0000-4000-8000-{i:012}","operation":"read","mount_type":"kv","path":"secret/data/app","remote_address":"10.0.0.1"}},"response":{{"mount_type":"kv"}}}}"#,
+            i % 60,
+            (i / 60) % 60,
+        )
+        .expect("write");
+    }
+    body
+}
+
+fn parquet_files_in(dir: &std::path::Path) -> usize {
+    walkdir_files(dir)
+        .iter()
+        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
+        .count()
+}
+
+fn walkdir_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
+    let mut files = Vec::new();
+    let mut stack = vec![dir.to_owned()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push(path);
+            }
+        }
+    }
+    files
+}
+
+#[test]
+fn small_files_are_compacted_in_the_background_and_replays_still_find_their_events() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let lake = dir.path().join("lake");
+    let server = Server::start(
+        &lake,
+        &config("[compaction]\ninterval_secs = 1\nquiet_minutes = 0\n[online]\nenabled = false\n"),
+        &env(),
+    );
+    // Each request is its own commit, so the day gets one file per request.
+    for request in 0..5 {
+        let response = post_format(&server, "vault_audit", &vault_lines(request * 20, 20));
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    let events = lake.join("events");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while parquet_files_in(&events) != 1 {
+        assert!(
+            Instant::now() < deadline,
+            "the day's {} files were not merged into one",
+            parquet_files_in(&events)
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    assert_eq!(count(&lake, "SELECT count(*) FROM events"), 100);
+    assert_eq!(
+        count(&lake, "SELECT count(DISTINCT event_id) FROM events"),
+        100
+    );
+
+    // The writer finds the merged events: a replay stores nothing.
+    let response = post_format(&server, "vault_audit", &vault_lines(0, 100));
+    let answer: Value = response.json().expect("json");
+    assert_eq!(answer["accepted"], 0, "{answer}");
+    assert_eq!(answer["duplicates"], 100, "{answer}");
+    assert!(server.stop().success());
+    assert_eq!(count(&lake, "SELECT count(*) FROM events"), 100);
+    assert!(
+        walkdir_files(&lake.join("compaction")).is_empty(),
+        "no compaction journal is left"
+    );
 }

@@ -1,5 +1,6 @@
 //! The lake writer: partitions, ordering, file settings, replays that
-//! store nothing twice, and leftovers of an interrupted write.
+//! store nothing twice, leftovers of an interrupted write, and compaction
+//! (merged files, crashes halfway through, partitions left alone).
 
 use std::fs::File;
 
@@ -7,6 +8,7 @@ use chrono::{TimeZone, Utc};
 use parquet::basic::Compression;
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use pipewatch_ingest::LakeWriter;
+use pipewatch_ingest::lake::{COMPACTION_DIR, CompactionPolicy, Compactor};
 use pipewatch_schema::{Category, DataFilePath, Event};
 
 fn event(i: i64, category: Category) -> Event {
@@ -170,4 +172,268 @@ fn events_another_writer_committed_meanwhile_are_not_stored_again() {
         .expect("commit");
     assert_eq!(replay.written, 0);
     assert_eq!(replay.duplicates, 2);
+}
+
+/// A lake whose partitions each hold several small files: `commits`
+/// commits of `per_commit` events each, all of one category, over two days.
+fn fragmented_lake(commits: i64, per_commit: i64) -> (tempfile::TempDir, Vec<Event>) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut lake = LakeWriter::open(dir.path()).expect("lake");
+    let mut all = Vec::new();
+    for c in 0..commits {
+        let events: Vec<Event> = (c * per_commit..(c + 1) * per_commit)
+            .map(|i| event(i, Category::PipelineJob))
+            .collect();
+        all.extend(events.clone());
+        lake.commit(events).expect("commit");
+    }
+    (dir, all)
+}
+
+fn now() -> CompactionPolicy {
+    CompactionPolicy {
+        quiet: std::time::Duration::ZERO,
+        ..CompactionPolicy::default()
+    }
+}
+
+/// `(event_id, event_time)` of every row of every file, file by file.
+fn rows_per_file(root: &std::path::Path) -> Vec<Vec<(String, i64)>> {
+    use arrow_array::{Array, StringArray, TimestampMicrosecondArray};
+    use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+    parquet_files(&root.join("events"))
+        .iter()
+        .map(|path| {
+            let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path).expect("open"))
+                .expect("parquet")
+                .build()
+                .expect("reader");
+            let mut rows = Vec::new();
+            for batch in reader {
+                let batch = batch.expect("batch");
+                let ids = batch
+                    .column_by_name("event_id")
+                    .and_then(|c| c.as_any().downcast_ref::<StringArray>().cloned())
+                    .expect("ids");
+                let times = batch
+                    .column_by_name("event_time")
+                    .and_then(|c| {
+                        c.as_any()
+                            .downcast_ref::<TimestampMicrosecondArray>()
+                            .cloned()
+                    })
+                    .expect("times");
+                for i in 0..ids.len() {
+                    rows.push((ids.value(i).to_owned(), times.value(i)));
+                }
+            }
+            rows
+        })
+        .collect()
+}
+
+fn sorted_ids(root: &std::path::Path) -> Vec<String> {
+    let mut ids: Vec<String> = rows_per_file(root)
+        .into_iter()
+        .flatten()
+        .map(|(id, _)| id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+fn journals(root: &std::path::Path) -> usize {
+    std::fs::read_dir(root.join(COMPACTION_DIR)).map_or(0, |d| d.count())
+}
+
+#[test]
+fn compaction_merges_a_partitions_small_files_into_one_sorted_file() {
+    let (dir, events) = fragmented_lake(6, 20);
+    let before = parquet_files(dir.path()).len();
+    let days: std::collections::BTreeSet<_> =
+        events.iter().map(|e| e.event_time.date_naive()).collect();
+    assert!(
+        before >= 2 * days.len(),
+        "{before} files over {} days",
+        days.len()
+    );
+    let mut expected: Vec<String> = events
+        .iter()
+        .map(|e| e.event_id.as_str().to_owned())
+        .collect();
+    expected.sort();
+
+    let compactor = Compactor::new(dir.path(), now());
+    let plans = compactor.plan().expect("plan");
+    assert_eq!(plans.len(), days.len(), "one plan per day");
+    let report = compactor
+        .compact_all(|| false, |_, _| {})
+        .expect("compacts");
+
+    assert_eq!(report.partitions, days.len());
+    assert_eq!(report.files_merged, before);
+    assert_eq!(report.files_written, days.len());
+    assert_eq!(report.rows, events.len());
+    assert_eq!(report.duplicates_dropped, 0);
+    assert!(report.bytes_after > 0 && report.bytes_before > 0);
+    let files = rows_per_file(dir.path());
+    assert_eq!(files.len(), days.len(), "one file per day is left");
+    for rows in &files {
+        assert!(
+            rows.windows(2).all(|w| w[0].1 <= w[1].1),
+            "a merged file is sorted by time"
+        );
+    }
+    assert_eq!(sorted_ids(dir.path()), expected, "every event once");
+    assert_eq!(journals(dir.path()), 0, "no journal is left behind");
+
+    // Merged files keep the lake's file settings.
+    let path = &parquet_files(dir.path())[0];
+    let reader = SerializedFileReader::new(File::open(path).expect("open")).expect("parquet");
+    let group = reader.metadata().row_group(0);
+    assert!(group.sorting_columns().is_some(), "declared sorted by time");
+    assert!(matches!(
+        group.column(0).compression(),
+        Compression::ZSTD(_)
+    ));
+
+    let again = compactor
+        .compact_all(|| false, |_, _| {})
+        .expect("compacts");
+    assert_eq!(
+        again.files_merged, 0,
+        "a compacted lake has nothing to merge"
+    );
+}
+
+#[test]
+fn a_replay_after_compaction_stores_nothing_twice() {
+    let (dir, events) = fragmented_lake(4, 25);
+    Compactor::new(dir.path(), now())
+        .compact_all(|| false, |_, _| {})
+        .expect("compacts");
+    let mut lake = LakeWriter::open(dir.path()).expect("reopen");
+    let report = lake.commit(events.clone()).expect("replay");
+    assert_eq!(report.written, 0);
+    assert_eq!(report.duplicates, events.len());
+    assert_eq!(sorted_ids(dir.path()).len(), events.len());
+}
+
+#[test]
+fn a_compaction_cut_short_after_its_merged_file_is_finished_at_the_next_open() {
+    let (dir, events) = fragmented_lake(4, 25);
+    let compactor = Compactor::new(dir.path(), now());
+    for plan in compactor.plan().expect("plan") {
+        compactor.merge_without_removing(&plan).expect("merges");
+    }
+    // Both the merged files and their sources are there, as after a crash.
+    assert_eq!(sorted_ids(dir.path()).len(), 2 * events.len());
+    assert!(journals(dir.path()) > 0);
+
+    LakeWriter::open(dir.path()).expect("reopen settles the journal");
+    assert_eq!(
+        sorted_ids(dir.path()).len(),
+        events.len(),
+        "every event once"
+    );
+    assert!(
+        parquet_files(dir.path()).iter().all(|p| p
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("c-"))),
+        "only merged files are left"
+    );
+    assert_eq!(journals(dir.path()), 0);
+}
+
+#[test]
+fn a_compaction_cut_short_before_its_merged_file_keeps_the_sources() {
+    let (dir, events) = fragmented_lake(4, 25);
+    let before = parquet_files(dir.path());
+    let compactor = Compactor::new(dir.path(), now());
+    for plan in compactor.plan().expect("plan") {
+        compactor.merge_without_removing(&plan).expect("merges");
+    }
+    // The crash came before any merged file was renamed into place.
+    for path in parquet_files(dir.path()) {
+        if path
+            .file_name()
+            .is_some_and(|n| n.to_string_lossy().starts_with("c-"))
+        {
+            std::fs::remove_file(path).expect("remove");
+        }
+    }
+
+    LakeWriter::open(dir.path()).expect("reopen settles the journal");
+    assert_eq!(
+        parquet_files(dir.path()),
+        before,
+        "the sources are untouched"
+    );
+    assert_eq!(sorted_ids(dir.path()).len(), events.len());
+    assert_eq!(journals(dir.path()), 0);
+    let report = compactor
+        .compact_all(|| false, |_, _| {})
+        .expect("compacts");
+    assert_eq!(
+        report.files_merged,
+        before.len(),
+        "the next pass merges them"
+    );
+}
+
+#[test]
+fn busy_large_and_recently_written_partitions_are_left_alone() {
+    let (dir, _) = fragmented_lake(5, 20);
+    let before = parquet_files(dir.path());
+
+    let recent = Compactor::new(dir.path(), CompactionPolicy::default());
+    assert!(recent.plan().expect("plan").is_empty(), "written just now");
+
+    // Files holding half the target or more are already large enough.
+    let large = Compactor::new(
+        dir.path(),
+        CompactionPolicy {
+            target_rows: 2,
+            ..now()
+        },
+    );
+    assert!(large.plan().expect("plan").is_empty());
+
+    // Merged files hold at most the target.
+    let bounded = Compactor::new(
+        dir.path(),
+        CompactionPolicy {
+            target_rows: 30,
+            ..now()
+        },
+    );
+    for plan in bounded.plan().expect("plan") {
+        assert!(plan.groups.iter().all(|g| g.len() >= 2));
+        assert!(plan.rows <= 30 * plan.groups.len());
+    }
+
+    // A partition another live process is compacting is skipped.
+    let compactor = Compactor::new(dir.path(), now());
+    let plans = compactor.plan().expect("plan");
+    let journal_dir = dir.path().join(COMPACTION_DIR);
+    std::fs::create_dir_all(&journal_dir).expect("journal dir");
+    let partition = plans[0].partition;
+    let journal = serde_json::json!({
+        "pid": 1,
+        "partition": partition.relative(),
+        "merges": [],
+    });
+    std::fs::write(
+        journal_dir.join(format!(
+            "{}.{}.json",
+            partition.category.as_str(),
+            partition.date.format("%Y-%m-%d")
+        )),
+        journal.to_string(),
+    )
+    .expect("journal");
+    let report = compactor.compact(&plans[0]).expect("compacts");
+    assert_eq!(report.busy, 1);
+    assert_eq!(report.files_merged, 0);
+    assert_eq!(parquet_files(dir.path()), before);
 }

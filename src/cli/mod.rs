@@ -2,6 +2,7 @@
 //! the arguments and dispatches.
 
 mod alerts;
+mod compact;
 mod demo;
 mod detect;
 mod eval;
@@ -45,6 +46,8 @@ enum Command {
     Ingest(ingest::Args),
     /// Run a read-only SQL query over the lake.
     Sql(sql::Args),
+    /// Merge each partition's small files into larger, time-sorted ones.
+    Compact(compact::Args),
     /// List the native formats pipewatch reads.
     Formats,
     /// Write a realistic organisation's CI/CD events, with labelled incidents, in native formats.
@@ -101,6 +104,7 @@ fn run_command(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Ingest(args) => ingest::run(args),
         Command::Sql(args) => sql::run(args),
+        Command::Compact(args) => compact::run(args),
         Command::Formats => formats::run(),
         Command::Generate(args) => generate::run(args),
         Command::Demo(args) => demo::run(args),

@@ -3,6 +3,7 @@
 //! detectors, and answers health, readiness and metrics. Shutdown runs in
 //! order: stop intake, commit what was acknowledged, score it, exit.
 
+mod compaction;
 mod detection;
 mod grpc;
 mod listener;
@@ -167,6 +168,15 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     )
     .context("cannot open the lake for writing")?;
 
+    let compaction = process.compaction.enabled.then(|| {
+        compaction::start(
+            data_dir.clone(),
+            process.compaction.policy(),
+            Duration::from_secs(process.compaction.interval_secs),
+            stop_tx.subscribe(),
+        )
+    });
+
     let mut sources = process.sources.clone();
     if sources.is_empty() {
         sources.push(SourceConfig::Http(HttpSourceConfig::default()));
@@ -267,6 +277,11 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         if let Err(e) = grpc.await {
             tracing::error!(error = %e, "the OTLP/gRPC server task failed");
         }
+    }
+    if let Some(compaction) = compaction
+        && let Err(e) = compaction.await
+    {
+        tracing::error!(error = %e, "the compaction task failed");
     }
     // Consumers commit what they hold, and its offsets, before the intake closes.
     tokio::task::spawn_blocking(move || consumers.into_iter().for_each(KafkaSource::stop))

@@ -207,39 +207,84 @@ impl QueryService {
     /// Runs one read-only statement and collects its result.
     pub async fn query(&self, sql: &str) -> Result<QueryOutput, QueryError> {
         let plan = guard::plan_read_only(&self.ctx, sql, &self.extra_tables).await?;
-        let limits = self.limits;
         let run = async {
-            let frame = self
-                .ctx
-                .execute_logical_plan(plan)
-                .await
-                .map_err(|e| classify(e, limits))?;
-            let schema: datafusion::arrow::datatypes::SchemaRef =
-                Arc::new(frame.schema().as_arrow().clone());
-            let mut stream = frame
-                .execute_stream()
-                .await
-                .map_err(|e| classify(e, limits))?;
-            let mut batches = Vec::new();
-            let mut rows = 0usize;
-            while let Some(batch) = stream.next().await {
-                let batch = batch.map_err(|e| classify(e, limits))?;
-                rows += batch.num_rows();
-                if rows > limits.max_rows {
-                    return Err(QueryError::TooManyRows(limits.max_rows));
+            match self.collect(plan.clone()).await {
+                Err(Attempt::FileGone) => {
+                    // Compaction merged away a file this session had
+                    // listed: list the lake again and run once more.
+                    self.forget_listings();
+                    self.collect(plan).await.map_err(|attempt| match attempt {
+                        Attempt::Failed(e) => e,
+                        Attempt::FileGone => QueryError::Execution(
+                            "the lake's files changed twice while the query ran; run it again"
+                                .into(),
+                        ),
+                    })
                 }
-                batches.push(batch);
+                Err(Attempt::Failed(e)) => Err(e),
+                Ok(output) => Ok(output),
             }
-            Ok(QueryOutput {
-                batches,
-                rows,
-                schema,
-            })
         };
-        tokio::time::timeout(limits.timeout, run)
+        tokio::time::timeout(self.limits.timeout, run)
             .await
-            .map_err(|_| QueryError::Timeout(limits.timeout))?
+            .map_err(|_| QueryError::Timeout(self.limits.timeout))?
     }
+
+    async fn collect(
+        &self,
+        plan: datafusion::logical_expr::LogicalPlan,
+    ) -> Result<QueryOutput, Attempt> {
+        let limits = self.limits;
+        let failed = |e: datafusion::error::DataFusionError| {
+            if file_gone(&e) {
+                Attempt::FileGone
+            } else {
+                Attempt::Failed(classify(e, limits))
+            }
+        };
+        let frame = self.ctx.execute_logical_plan(plan).await.map_err(failed)?;
+        let schema: datafusion::arrow::datatypes::SchemaRef =
+            Arc::new(frame.schema().as_arrow().clone());
+        let mut stream = frame.execute_stream().await.map_err(failed)?;
+        let mut batches = Vec::new();
+        let mut rows = 0usize;
+        while let Some(batch) = stream.next().await {
+            let batch = batch.map_err(failed)?;
+            rows += batch.num_rows();
+            if rows > limits.max_rows {
+                return Err(Attempt::Failed(QueryError::TooManyRows(limits.max_rows)));
+            }
+            batches.push(batch);
+        }
+        Ok(QueryOutput {
+            batches,
+            rows,
+            schema,
+        })
+    }
+
+    /// Drops the session's cached file listings, so the next scan sees
+    /// the files as they are now.
+    fn forget_listings(&self) {
+        if let Some(listings) = self.ctx.runtime_env().cache_manager.get_list_files_cache() {
+            listings.clear();
+        }
+    }
+}
+
+/// How one run of a query ended when it did not answer.
+enum Attempt {
+    /// A listed file was gone when it was read.
+    FileGone,
+    Failed(QueryError),
+}
+
+/// Whether the error is a listed lake file that no longer exists.
+fn file_gone(error: &datafusion::error::DataFusionError) -> bool {
+    let text = error.to_string();
+    text.contains(".parquet")
+        && (text.contains("No such file or directory")
+            || (text.contains("Object at location") && text.contains("not found")))
 }
 
 impl QueryService {

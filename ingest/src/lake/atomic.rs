@@ -27,8 +27,7 @@ pub(crate) fn in_progress_path(target: &Path) -> std::path::PathBuf {
     target.with_file_name(name)
 }
 
-/// Whether a temporary file was left by a process that is gone. Without
-/// `/proc` to ask, only temporaries older than an hour count as abandoned.
+/// Whether a temporary file was left by a process that is gone.
 fn abandoned(path: &Path, name: &str) -> bool {
     let writer = name
         .strip_suffix(IN_PROGRESS_SUFFIX)
@@ -40,6 +39,12 @@ fn abandoned(path: &Path, name: &str) -> bool {
     if pid == std::process::id() {
         return false;
     }
+    process_gone(pid, path)
+}
+
+/// Whether process `pid`, which wrote `path`, has ended. Without `/proc`
+/// to ask, only files older than an hour count as left by an ended process.
+pub(crate) fn process_gone(pid: u32, path: &Path) -> bool {
     let proc = Path::new("/proc");
     if proc.is_dir() {
         return !proc.join(pid.to_string()).exists();

@@ -90,6 +90,10 @@ impl LakeWriter {
         if removed > 0 {
             tracing::warn!(removed, "removed files left by an interrupted write");
         }
+        let settled = super::compact::recover_compactions(data_dir)?;
+        if settled > 0 {
+            tracing::warn!(settled, "settled compactions an interrupted process left");
+        }
         Ok(LakeWriter {
             root: data_dir.to_owned(),
             index: EventIdIndex::default(),
