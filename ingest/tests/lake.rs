@@ -437,3 +437,24 @@ fn busy_large_and_recently_written_partitions_are_left_alone() {
     assert_eq!(report.files_merged, 0);
     assert_eq!(parquet_files(dir.path()), before);
 }
+
+#[test]
+fn a_plan_another_compaction_carried_out_first_changes_nothing() {
+    let (dir, events) = fragmented_lake(4, 25);
+    let compactor = Compactor::new(dir.path(), now());
+    let stale = compactor.plan().expect("plan");
+    compactor
+        .compact_all(|| false, |_, _| {})
+        .expect("the first process compacts");
+    let after = parquet_files(dir.path());
+    for plan in &stale {
+        let report = compactor
+            .compact(plan)
+            .expect("a stale plan is not an error");
+        assert_eq!(report.files_merged, 0);
+        assert_eq!(report.busy, 1);
+    }
+    assert_eq!(parquet_files(dir.path()), after);
+    assert_eq!(sorted_ids(dir.path()).len(), events.len());
+    assert_eq!(journals(dir.path()), 0);
+}

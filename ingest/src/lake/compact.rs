@@ -68,7 +68,8 @@ pub struct CompactionReport {
     pub bytes_before: u64,
     /// Bytes of the files written.
     pub bytes_after: u64,
-    /// Partitions left alone because another process is compacting them.
+    /// Partitions left alone because another process is compacting them
+    /// (or just did).
     pub busy: usize,
 }
 
@@ -172,7 +173,7 @@ impl Compactor {
         partition: PartitionPath,
     ) -> Result<Option<PartitionPlan>, IngestError> {
         let dir = self.root.join(partition.relative());
-        let mut candidates = Vec::new();
+        let mut files = Vec::new();
         let mut newest = SystemTime::UNIX_EPOCH;
         let entries = std::fs::read_dir(&dir).map_err(|e| IngestError::io(&dir, e))?;
         for entry in entries {
@@ -188,12 +189,21 @@ impl Compactor {
                 Err(e) => return Err(IngestError::io(&path, e)),
             };
             newest = newest.max(meta.modified().unwrap_or(SystemTime::UNIX_EPOCH));
-            if let Some(candidate) = self.candidate(&path, meta.len())? {
+            files.push((path, meta.len()));
+        }
+        // Decided from the listing alone, so a pass over a compacted lake
+        // reads no footers.
+        let recent = newest.elapsed().map_or(true, |age| age < self.policy.quiet);
+        if recent || files.len() < 2 {
+            return Ok(None);
+        }
+        let mut candidates = Vec::new();
+        for (path, bytes) in files {
+            if let Some(candidate) = self.candidate(&path, bytes)? {
                 candidates.push(candidate);
             }
         }
-        let recent = newest.elapsed().map_or(true, |age| age < self.policy.quiet);
-        if recent || candidates.len() < 2 {
+        if candidates.len() < 2 {
             return Ok(None);
         }
         candidates.sort_by(|a, b| {
@@ -360,6 +370,18 @@ impl Compactor {
                         .and_then(|()| file.sync_all())
                         .map_err(|e| IngestError::io(&path, e))?;
                     sync_dir(&dir)?;
+                    // Another process may have merged these files between
+                    // the plan and the journal: then the plan is stale.
+                    let partition_dir = self.root.join(plan.partition.relative());
+                    let stale = plan
+                        .groups
+                        .iter()
+                        .flatten()
+                        .any(|name| !partition_dir.join(name).exists());
+                    if stale {
+                        remove_if_present(&path)?;
+                        return Ok(None);
+                    }
                     held().insert(path.clone());
                     return Ok(Some((journal, path)));
                 }
