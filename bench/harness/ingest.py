@@ -1,6 +1,8 @@
 """NDJSON to Parquet: pipewatch ingest against pyarrow and DuckDB on the
 same input files (the generated corpus's line-delimited sources,
-decompressed), each a separate process, interleaved, several times."""
+decompressed), each a separate process, interleaved, several times. Each
+pipewatch lake is then compacted, as `serve` does in the background, and
+counted again with the compaction's time added."""
 
 from __future__ import annotations
 
@@ -13,6 +15,9 @@ from pathlib import Path
 from measure import BenchError, median, run_process
 
 HERE = Path(__file__).resolve().parent
+
+# The row of pipewatch's ingest followed by `pipewatch compact`.
+COMPACTED = "pipewatch, then compact"
 
 # The corpus's line-delimited native files: webhooks, audit logs, traces.
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".log", ".log.gz")
@@ -105,6 +110,10 @@ def compare(bins: Path, corpus: Path, work: Path, reps: int) -> IngestComparison
         name: IngestResult(tool=name, command=" ".join(argv(Path("OUT"))[:4]) + " …")
         for name, argv in tools.items()
     }
+    compacted = IngestResult(
+        tool=COMPACTED,
+        command=f"{bins / 'pipewatch'} ingest … && {bins / 'pipewatch'} compact --data-dir OUT",
+    )
     order = list(tools)
     for rep in range(reps):
         # Rotate who goes first so no tool always meets a cold page cache.
@@ -124,11 +133,21 @@ def compare(bins: Path, corpus: Path, work: Path, reps: int) -> IngestComparison
             result.cpus.append(run.cpu)
             result.output_bytes = parquet_bytes(out)
             print(f"    {name}: {run.wall:.2f} s wall, {run.cpu:.2f} s CPU", flush=True)
+            if name == "pipewatch" and not compacted.error:
+                try:
+                    compact = run_process([str(bins / "pipewatch"), "compact", "--data-dir", str(out)])
+                except BenchError as error:
+                    compacted.error = str(error)
+                    continue
+                compacted.walls.append(run.wall + compact.wall)
+                compacted.cpus.append(run.cpu + compact.cpu)
+                compacted.output_bytes = parquet_bytes(out)
+                print(f"    then compact: {compact.wall:.2f} s wall, {compact.cpu:.2f} s CPU", flush=True)
     return IngestComparison(
         files=len(files),
         records=records,
         input_bytes=input_bytes,
-        results=list(results.values()),
+        results=[*results.values(), compacted],
         excluded=excluded,
     )
 
@@ -151,4 +170,4 @@ def rates(result: IngestResult, comparison: IngestComparison) -> dict[str, float
     }
 
 
-__all__ = ["IngestComparison", "IngestResult", "compare", "rates"]
+__all__ = ["COMPACTED", "IngestComparison", "IngestResult", "compare", "rates"]

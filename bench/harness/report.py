@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ingest import IngestComparison, rates  # noqa: E402
+from ingest import COMPACTED, IngestComparison, rates  # noqa: E402
 from measure import geomean  # noqa: E402
 from queries import Query, Timing, hot  # noqa: E402
 
@@ -135,7 +135,12 @@ def measured_section(run: dict, chart_dir: str) -> tuple[str, list[str]]:
     ingest: IngestComparison | None = run.get("ingest")
     if ingest:
         by_tool = {r.tool: r for r in ingest.results}
-        pw, pa = by_tool.get("pipewatch"), by_tool.get("pyarrow")
+        pa = by_tool.get("pyarrow")
+        # What a deployment keeps is the compacted lake, so the goal counts
+        # compaction's time and its output when that row was measured.
+        pw = by_tool.get(COMPACTED)
+        if not (pw and pw.cpus):
+            pw = by_tool.get("pipewatch")
         if pw and pa and pw.cpus and pa.cpus:
             speed = rates(pw, ingest)["events_per_cpu_s"] / rates(pa, ingest)["events_per_cpu_s"]
             smaller = pw.output_bytes <= pa.output_bytes
@@ -143,7 +148,8 @@ def measured_section(run: dict, chart_dir: str) -> tuple[str, list[str]]:
                 (
                     "ingest, events per CPU-second vs pyarrow, at no larger output",
                     f"≥ {INGEST_GOAL}×",
-                    f"{speed:.2f}×, output {pw.output_bytes / max(pa.output_bytes, 1):.2f}× pyarrow's",
+                    f"{speed:.2f}×, output {pw.output_bytes / max(pa.output_bytes, 1):.2f}× pyarrow's"
+                    f" ({pw.tool})",
                 )
             )
             if not (speed >= INGEST_GOAL and smaller):
@@ -231,7 +237,9 @@ def measured_section(run: dict, chart_dir: str) -> tuple[str, list[str]]:
             f"{ingest.input_bytes / 1e6:,.0f} MB): webhooks, audit logs and traces of the "
             "generated organisation. Each tool runs as its own process; CPU is the process's "
             "user + system time. pipewatch decodes, normalizes, redacts and deduplicates into "
-            "its partitioned lake; pyarrow and DuckDB infer a schema and write one file per input."
+            "its partitioned lake; pyarrow and DuckDB infer a schema and write one file per input. "
+            f"The row \"{COMPACTED}\" is the same lake after `pipewatch compact` merged each day's "
+            "files (as `serve` does in the background), with the compaction's time added."
         )
         add("")
         for name, why in ingest.excluded:
