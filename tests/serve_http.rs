@@ -656,6 +656,19 @@ fn small_files_are_compacted_in_the_background_and_replays_still_find_their_even
         count(&lake, "SELECT count(DISTINCT event_id) FROM events"),
         100
     );
+    let text = metrics(&server);
+    assert!(
+        metric(&text, "pipewatch_compaction_files_merged_total") >= 5.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "pipewatch_compaction_passes_total{outcome=\"ok\"}") >= 1.0,
+        "{text}"
+    );
+    assert!(
+        metric(&text, "pipewatch_compaction_last_success_timestamp_seconds") > 1.7e9,
+        "{text}"
+    );
 
     // The writer finds the merged events: a replay stores nothing.
     let response = post_format(&server, "vault_audit", &vault_lines(0, 100));

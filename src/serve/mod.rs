@@ -59,6 +59,7 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
     let ingest_metrics = IngestMetrics::register(&mut registry);
     let detection_metrics = DetectionMetrics::register(&mut registry);
     let notify_metrics = notify::NotifyMetrics::register(&mut registry);
+    let compaction_metrics = compaction::CompactionMetrics::register(&mut registry);
     let registry = Arc::new(registry);
     let telemetry = crate::telemetry::init(&process.telemetry, verbose, registry.clone())?;
     let readiness = Arc::new(Readiness::default());
@@ -173,6 +174,7 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
             data_dir.clone(),
             process.compaction.policy(),
             Duration::from_secs(process.compaction.interval_secs),
+            compaction_metrics,
             stop_tx.subscribe(),
         )
     });

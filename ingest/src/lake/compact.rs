@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::atomic::{commit_with, process_gone, sync_dir};
-use super::writer::writer_properties;
+use super::writer::compacted_properties;
 use crate::IngestError;
 
 /// Directory under the data directory holding one journal per partition
@@ -402,7 +402,7 @@ impl Compactor {
         (journal, _): &(Journal, PathBuf),
     ) -> Result<CompactionReport, IngestError> {
         let dir = self.root.join(plan.partition.relative());
-        let properties = writer_properties();
+        let properties = compacted_properties();
         let mut report = CompactionReport {
             partitions: 1,
             ..CompactionReport::default()
