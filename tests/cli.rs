@@ -7,6 +7,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
+use support::walkdir_count;
+
 fn pipewatch() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipewatch"));
     cmd.env_remove("PIPEWATCH_DATA_DIR").env("RUST_LOG", "warn");
@@ -383,25 +385,6 @@ fn compact_merges_small_files_and_a_kill_midway_loses_and_doubles_nothing() {
         "{}",
         stdout(&again)
     );
-}
-
-fn walkdir_count(root: &Path, suffix: &str) -> usize {
-    let mut n = 0;
-    let mut stack = vec![root.to_owned()];
-    while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else if path.to_string_lossy().ends_with(suffix) {
-                n += 1;
-            }
-        }
-    }
-    n
 }
 
 #[test]

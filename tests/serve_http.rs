@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use reqwest::StatusCode;
 use reqwest::blocking::Client;
 use serde_json::{Value, json};
-use support::{Server, count, github_signature, real_events, sql};
+use support::{Server, count, github_signature, real_events, sql, walkdir_count};
 
 const GITHUB_SECRET: &str = "it-is-a-webhook-secret";
 const NEXT_GITHUB_SECRET: &str = "the-rotated-in-secret";
@@ -604,29 +604,6 @@ fn vault_lines(first: usize, n: usize) -> Vec<u8> {
     body
 }
 
-fn parquet_files_in(dir: &std::path::Path) -> usize {
-    walkdir_files(dir)
-        .iter()
-        .filter(|p| p.extension().is_some_and(|x| x == "parquet"))
-        .count()
-}
-
-fn walkdir_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
-    let mut files = Vec::new();
-    let mut stack = vec![dir.to_owned()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                stack.push(path);
-            } else {
-                files.push(path);
-            }
-        }
-    }
-    files
-}
-
 #[test]
 fn small_files_are_compacted_in_the_background_and_replays_still_find_their_events() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -643,11 +620,11 @@ fn small_files_are_compacted_in_the_background_and_replays_still_find_their_even
     }
     let events = lake.join("events");
     let deadline = Instant::now() + Duration::from_secs(60);
-    while parquet_files_in(&events) != 1 {
+    while walkdir_count(&events, ".parquet") != 1 {
         assert!(
             Instant::now() < deadline,
             "the day's {} files were not merged into one",
-            parquet_files_in(&events)
+            walkdir_count(&events, ".parquet")
         );
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -678,7 +655,7 @@ fn small_files_are_compacted_in_the_background_and_replays_still_find_their_even
     assert!(server.stop().success());
     assert_eq!(count(&lake, "SELECT count(*) FROM events"), 100);
     assert!(
-        walkdir_files(&lake.join("compaction")).is_empty(),
+        walkdir_count(&lake.join("compaction"), ".json") == 0,
         "no compaction journal is left"
     );
 }

@@ -5,22 +5,15 @@
 
 use pipewatch_analytics::query::cached_footers;
 use pipewatch_analytics::{QueryLimits, QueryService};
-use pipewatch_schema::{Category, Event, PartitionPath};
+use pipewatch_schema::{Category, PartitionPath};
 
 #[path = "support/lake.rs"]
 mod support_lake;
 use support_lake::{at, lake};
 
-fn job(id: &str, time: &str) -> Event {
-    Event::new(
-        "github_webhook",
-        id,
-        at(time),
-        Category::PipelineJob,
-        "completed",
-        serde_json::json!({}),
-    )
-}
+#[path = "support/jobs.rs"]
+mod support_jobs;
+use support_jobs::job;
 
 /// Events in the lake, counted by reading them (a bare `count(*)` may be
 /// answered from file statistics alone).

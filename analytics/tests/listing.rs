@@ -2,22 +2,15 @@
 //! listed: a scan that finds a listed file gone lists the lake again.
 
 use pipewatch_analytics::QueryService;
-use pipewatch_schema::{Category, Event, PartitionPath};
+use pipewatch_schema::{Category, PartitionPath};
 
 #[path = "support/lake.rs"]
 mod support_lake;
 use support_lake::{at, lake};
 
-fn job(id: &str, time: &str) -> Event {
-    Event::new(
-        "github_webhook",
-        id,
-        at(time),
-        Category::PipelineJob,
-        "completed",
-        serde_json::json!({}),
-    )
-}
+#[path = "support/jobs.rs"]
+mod support_jobs;
+use support_jobs::job;
 
 async fn ids(service: &QueryService) -> Vec<String> {
     let out = service

@@ -4,22 +4,15 @@
 //! the same as without pruning.
 
 use pipewatch_analytics::QueryService;
-use pipewatch_schema::{Category, Event, PartitionPath};
+use pipewatch_schema::{Category, PartitionPath};
 
 #[path = "support/lake.rs"]
 mod support_lake;
 use support_lake::{at, lake};
 
-fn job(id: &str, time: &str) -> Event {
-    Event::new(
-        "github_webhook",
-        id,
-        at(time),
-        Category::PipelineJob,
-        "completed",
-        serde_json::json!({}),
-    )
-}
+#[path = "support/jobs.rs"]
+mod support_jobs;
+use support_jobs::job;
 
 /// Three days of jobs; the first day's file is then made unreadable, so
 /// any query that opens it fails.

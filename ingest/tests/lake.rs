@@ -266,9 +266,7 @@ fn compaction_merges_a_partitions_small_files_into_one_sorted_file() {
     let compactor = Compactor::new(dir.path(), now());
     let plans = compactor.plan().expect("plan");
     assert_eq!(plans.len(), days.len(), "one plan per day");
-    let report = compactor
-        .compact_all(|| false, |_, _| {})
-        .expect("compacts");
+    let report = compactor.compact_all(|| false).expect("compacts");
 
     assert_eq!(report.partitions, days.len());
     assert_eq!(report.files_merged, before);
@@ -297,9 +295,7 @@ fn compaction_merges_a_partitions_small_files_into_one_sorted_file() {
         Compression::ZSTD(_)
     ));
 
-    let again = compactor
-        .compact_all(|| false, |_, _| {})
-        .expect("compacts");
+    let again = compactor.compact_all(|| false).expect("compacts");
     assert_eq!(
         again.files_merged, 0,
         "a compacted lake has nothing to merge"
@@ -310,7 +306,7 @@ fn compaction_merges_a_partitions_small_files_into_one_sorted_file() {
 fn a_replay_after_compaction_stores_nothing_twice() {
     let (dir, events) = fragmented_lake(4, 25);
     Compactor::new(dir.path(), now())
-        .compact_all(|| false, |_, _| {})
+        .compact_all(|| false)
         .expect("compacts");
     let mut lake = LakeWriter::open(dir.path()).expect("reopen");
     let report = lake.commit(events.clone()).expect("replay");
@@ -371,9 +367,7 @@ fn a_compaction_cut_short_before_its_merged_file_keeps_the_sources() {
     );
     assert_eq!(sorted_ids(dir.path()).len(), events.len());
     assert_eq!(journals(dir.path()), 0);
-    let report = compactor
-        .compact_all(|| false, |_, _| {})
-        .expect("compacts");
+    let report = compactor.compact_all(|| false).expect("compacts");
     assert_eq!(
         report.files_merged,
         before.len(),
@@ -444,7 +438,7 @@ fn a_plan_another_compaction_carried_out_first_changes_nothing() {
     let compactor = Compactor::new(dir.path(), now());
     let stale = compactor.plan().expect("plan");
     compactor
-        .compact_all(|| false, |_, _| {})
+        .compact_all(|| false)
         .expect("the first process compacts");
     let after = parquet_files(dir.path());
     for plan in &stale {

@@ -2,12 +2,10 @@
 //! time-sorted ones, so scans open fewer files and compress better. Safe
 //! beside running writers and readers; `serve` also does it in the background.
 
-use std::io::IsTerminal;
 use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use pipewatch_ingest::lake::{CompactionPolicy, CompactionReport, Compactor, recover_compactions};
 
 use super::DataDir;
@@ -72,18 +70,10 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         );
         return Ok(ExitCode::SUCCESS);
     }
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(files as u64);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files merged {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = super::progress_bar(
+        files as u64,
+        "{spinner} [{elapsed_precise}] {wide_bar} {pos}/{len} files merged {msg}",
+    );
     let mut total = CompactionReport::default();
     for plan in &plans {
         progress.set_message(plan.partition.relative());

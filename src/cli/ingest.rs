@@ -1,12 +1,10 @@
 //! `pipewatch ingest`: files, folders or stdin into the lake, with a
 //! progress bar on a terminal and a summary per format.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
-use indicatif::{ProgressBar, ProgressStyle};
 use pipewatch_ingest::source::file;
 use pipewatch_ingest::{Format, IngestSummary, Ingestor, Input};
 
@@ -56,18 +54,10 @@ pub(crate) fn ingest_paths(
         .filter_map(|p| std::fs::metadata(p).ok())
         .map(|m| m.len())
         .sum();
-    let progress = if std::io::stderr().is_terminal() {
-        let bar = ProgressBar::new(total_bytes);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
-            )
-            .unwrap_or_else(|_| ProgressStyle::default_bar()),
-        );
-        bar
-    } else {
-        ProgressBar::hidden()
-    };
+    let progress = super::progress_bar(
+        total_bytes,
+        "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
+    );
     for path in &files {
         let read = match file::read(path) {
             Ok(read) => read,

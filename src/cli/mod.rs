@@ -70,6 +70,21 @@ enum Command {
     Tokens(tokens::Args),
 }
 
+/// A progress bar of `len` steps drawn with `template` on a terminal's
+/// stderr, and hidden when stderr is a pipe or a file.
+pub(crate) fn progress_bar(len: u64, template: &str) -> indicatif::ProgressBar {
+    use std::io::IsTerminal;
+    if !std::io::stderr().is_terminal() {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(len);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(template)
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+    );
+    bar
+}
+
 /// Sets up logging to stderr; `RUST_LOG` overrides the verbosity flags.
 pub(crate) fn init_logging(verbose: u8) {
     tracing_subscriber::fmt()

@@ -112,7 +112,7 @@ pub(crate) fn start(
             }
             let (dir, flag) = (data_dir.clone(), stopping.clone());
             let pass = tokio::task::spawn_blocking(move || {
-                Compactor::new(&dir, policy).compact_all(|| flag.load(Ordering::Acquire), |_, _| {})
+                Compactor::new(&dir, policy).compact_all(|| flag.load(Ordering::Acquire))
             });
             tokio::pin!(pass);
             let finished = tokio::select! {

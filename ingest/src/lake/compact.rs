@@ -131,6 +131,19 @@ fn held() -> std::sync::MutexGuard<'static, BTreeSet<PathBuf>> {
         .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
+/// A journal this process took; dropping it lets recovery settle the
+/// journal if it is still on disk (the work it describes failed).
+struct Lease {
+    journal: Journal,
+    path: PathBuf,
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        held().remove(&self.path);
+    }
+}
+
 /// The merges of one partition, written down before the first merged file
 /// is committed. Holding the journal is what lets a process compact the
 /// partition: it is created exclusively.
@@ -297,35 +310,28 @@ impl Compactor {
     /// file, then removes the files they replace. A partition another
     /// process is compacting is left alone (counted as `busy`).
     pub fn compact(&self, plan: &PartitionPlan) -> Result<CompactionReport, IngestError> {
-        let Some(journal) = self.begin(plan)? else {
+        let Some(lease) = self.begin(plan)? else {
             return Ok(CompactionReport {
                 busy: 1,
                 ..CompactionReport::default()
             });
         };
-        let written = self
-            .write_merges(plan, &journal)
-            .and_then(|report| finish(&self.root, &journal.1).map(|()| report));
-        // On failure the journal stays for recovery to settle.
-        held().remove(&journal.1);
-        written
+        let report = self.write_merges(plan, &lease.journal)?;
+        finish(&self.root, &lease.journal, &lease.path)?;
+        Ok(report)
     }
 
-    /// Plans and compacts every partition; `stop` is asked between
-    /// partitions, `progress` told after each one.
+    /// Plans and compacts every partition; `stop` is asked between partitions.
     pub fn compact_all(
         &self,
         mut stop: impl FnMut() -> bool,
-        mut progress: impl FnMut(&PartitionPlan, &CompactionReport),
     ) -> Result<CompactionReport, IngestError> {
         let mut total = CompactionReport::default();
         for plan in self.plan()? {
             if stop() {
                 break;
             }
-            let report = self.compact(&plan)?;
-            progress(&plan, &report);
-            total.add(&report);
+            total.add(&self.compact(&plan)?);
         }
         Ok(total)
     }
@@ -335,17 +341,15 @@ impl Compactor {
     /// [`recover_compactions`] finishes after a crash.
     #[doc(hidden)]
     pub fn merge_without_removing(&self, plan: &PartitionPlan) -> Result<(), IngestError> {
-        if let Some(journal) = self.begin(plan)? {
-            let written = self.write_merges(plan, &journal);
-            held().remove(&journal.1);
-            written?;
+        if let Some(lease) = self.begin(plan)? {
+            self.write_merges(plan, &lease.journal)?;
         }
         Ok(())
     }
 
     /// Takes the partition's journal, or `None` while another live
     /// process holds it.
-    fn begin(&self, plan: &PartitionPlan) -> Result<Option<(Journal, PathBuf)>, IngestError> {
+    fn begin(&self, plan: &PartitionPlan) -> Result<Option<Lease>, IngestError> {
         let dir = self.root.join(COMPACTION_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| IngestError::io(&dir, e))?;
         let path = dir.join(journal_name(plan.partition));
@@ -383,7 +387,7 @@ impl Compactor {
                         return Ok(None);
                     }
                     held().insert(path.clone());
-                    return Ok(Some((journal, path)));
+                    return Ok(Some(Lease { journal, path }));
                 }
                 Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
                     if !recover_journal(&self.root, &path)? {
@@ -399,7 +403,7 @@ impl Compactor {
     fn write_merges(
         &self,
         plan: &PartitionPlan,
-        (journal, _): &(Journal, PathBuf),
+        journal: &Journal,
     ) -> Result<CompactionReport, IngestError> {
         let dir = self.root.join(plan.partition.relative());
         let properties = compacted_properties();
@@ -480,7 +484,7 @@ fn recover_journal(root: &Path, path: &Path) -> Result<bool, IngestError> {
                 return Ok(false);
             }
             tracing::warn!(partition = %journal.partition, "finishing a compaction an earlier process left");
-            finish(root, path)?;
+            finish(root, &journal, path)?;
         }
         // The journal is written before any merged file, so a torn one
         // means nothing was merged yet.
@@ -489,12 +493,9 @@ fn recover_journal(root: &Path, path: &Path) -> Result<bool, IngestError> {
     Ok(true)
 }
 
-/// Removes the sources of every committed merged file in the journal at
-/// `path`, then the journal.
-fn finish(root: &Path, path: &Path) -> Result<(), IngestError> {
-    let text = std::fs::read(path).map_err(|e| IngestError::io(path, e))?;
-    let journal: Journal = serde_json::from_slice(&text)
-        .map_err(|e| IngestError::Config(format!("{}: {e}", path.display())))?;
+/// Removes the sources of every committed merged file of `journal`, then
+/// the journal itself (at `path`).
+fn finish(root: &Path, journal: &Journal, path: &Path) -> Result<(), IngestError> {
     let dir = root.join(&journal.partition);
     for merge in &journal.merges {
         if !dir.join(&merge.target).exists() {
