@@ -343,6 +343,10 @@ fn compact_merges_small_files_and_a_kill_midway_loses_and_doubles_nothing() {
     );
     assert_eq!(walkdir_count(&lake.join("events"), ".parquet"), small_files);
 
+    // Kill once a partition's journal shows a merge under way, then a little
+    // later each round, so the kills land in different phases of a merge
+    // whatever the machine's speed.
+    let journals = lake.join("compaction");
     let mut cut_short = 0;
     for round in 0..4u64 {
         let mut child = pipewatch()
@@ -351,10 +355,17 @@ fn compact_merges_small_files_and_a_kill_midway_loses_and_doubles_nothing() {
             .stderr(Stdio::null())
             .spawn()
             .expect("spawn compact");
-        std::thread::sleep(Duration::from_millis(50 + round * 150));
+        let deadline = std::time::Instant::now() + Duration::from_secs(120);
+        while walkdir_count(&journals, ".json") == 0
+            && child.try_wait().expect("poll compact").is_none()
+            && std::time::Instant::now() < deadline
+        {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(Duration::from_millis(round * 7));
         let _ = child.kill(); // SIGKILL: no chance to clean up
         let _ = child.wait();
-        if walkdir_count(&lake.join("compaction"), ".json") > 0 {
+        if walkdir_count(&journals, ".json") > 0 {
             cut_short += 1;
         }
     }
