@@ -310,10 +310,12 @@ impl Redactor {
         }
     }
 
-    /// Redacts every text column and the raw record of an event.
+    /// Redacts every text column and the raw record of an event, then
+    /// seals the raw record: until its commit, the event holds the text
+    /// rather than the much larger tree.
     pub fn redact_event(&self, event: &mut Event) {
         event.for_each_text_mut(|s| self.redact_string(s));
-        self.redact_json(&mut event.raw);
+        event.raw.seal(|tree| self.redact_json(tree));
     }
 }
 

@@ -266,7 +266,7 @@ impl EventBatchBuilder {
 
     /// Appends one event. The raw record must already be redacted.
     pub fn append(&mut self, e: &Event) -> Result<(), SchemaError> {
-        let raw = serde_json::to_string(&e.raw).map_err(|err| SchemaError::Raw(err.to_string()))?;
+        let raw = e.raw.json();
         let t = &mut self.text;
         t[0].append_value(e.event_id.as_str());
         t[1].append_value(&e.source);
@@ -312,7 +312,7 @@ impl EventBatchBuilder {
         t[41].append_option(s(&e.parent_span_id));
         t[42].append_option(s(&e.correlation_id));
         t[43].append_option(s(&e.url_full));
-        t[RAW_TEXT].append_value(raw);
+        t[RAW_TEXT].append_value(&*raw);
 
         self.times[0].append_value(micros(e.event_time));
         self.times[1].append_option(e.start_time.map(micros));

@@ -5,7 +5,7 @@
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
-use crate::EventId;
+use crate::{EventId, Raw};
 
 /// Declares a closed vocabulary stored as a lower-case string column.
 macro_rules! vocabulary {
@@ -216,7 +216,7 @@ pub struct Event {
     pub url_full: Option<String>,
 
     /// The native record, after redaction.
-    pub raw: serde_json::Value,
+    pub raw: Raw,
 }
 
 impl Event {
@@ -290,7 +290,7 @@ impl Event {
             parent_span_id: None,
             correlation_id: None,
             url_full: None,
-            raw,
+            raw: Raw::from(raw),
         }
     }
 

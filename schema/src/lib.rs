@@ -17,6 +17,7 @@ mod columns;
 mod event;
 mod ids;
 mod paths;
+mod raw;
 pub mod tables;
 
 pub use columns::{
@@ -25,6 +26,7 @@ pub use columns::{
 pub use event::{ActorKind, Category, Event, IdentityKind, RunnerHosting, Severity};
 pub use ids::EventId;
 pub use paths::{DEAD_LETTER_DIR, DataFilePath, EVENTS_DIR, IN_PROGRESS_SUFFIX, PartitionPath};
+pub use raw::Raw;
 
 /// Errors of the data contract.
 #[derive(Debug, thiserror::Error)]
@@ -32,9 +34,6 @@ pub enum SchemaError {
     /// A path that is not part of the lake layout.
     #[error("not a lake path: {0}")]
     BadPath(String),
-    /// A raw record that could not be serialized.
-    #[error("raw record is not serializable: {0}")]
-    Raw(String),
     /// Arrow refused the columns.
     #[error("arrow: {0}")]
     Arrow(String),

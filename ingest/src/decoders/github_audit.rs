@@ -133,7 +133,7 @@ fn decode_entry(entry: Value, input: &Input<'_>) -> Result<Event, Rejected> {
         fill_workflow(&mut event, &entry);
     }
     event.fill_duration();
-    event.raw = entry;
+    event.raw = entry.into();
     Ok(event)
 }
 

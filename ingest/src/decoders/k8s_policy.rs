@@ -498,7 +498,10 @@ results:
         assert_eq!(fail.severity, Some(Severity::High));
         assert_eq!(fail.target_type.as_deref(), Some("pod"));
         assert_eq!(fail.event_time.timestamp(), 1_701_868_762);
-        assert_eq!(fail.raw["results"].as_array().map(Vec::len), Some(1));
+        assert_eq!(
+            fail.raw.to_value()["results"].as_array().map(Vec::len),
+            Some(1)
+        );
 
         let skip = &out.events[1];
         assert_eq!(skip.outcome, "skipped");
