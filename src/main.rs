@@ -10,6 +10,12 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
+// Ingest builds and drops many small JSON trees and queries many small
+// buffers: with mimalloc instead of glibc's allocator both take markedly
+// less CPU (measured in BENCHMARKS.md, tuning log).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
     match cli::run(args) {

@@ -14,6 +14,11 @@ use pipewatch_analytics::detect::{DetectConfig, Engine, EventRow, rows_from_batc
 use pipewatch_analytics::{QueryLimits, QueryService};
 use serde::{Deserialize, Serialize};
 
+// The allocator of the `pipewatch` binary, so queries are timed as the
+// server runs them.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(about = "pipewatch's side of the comparison benchmarks (see bench/run)")]
 struct Cli {
