@@ -21,14 +21,6 @@ enum Form {
 }
 
 impl Raw {
-    /// The tree, while the record is not sealed.
-    pub fn tree(&self) -> Option<&Value> {
-        match &self.0 {
-            Form::Tree(value) => Some(value),
-            Form::Sealed(_) => None,
-        }
-    }
-
     /// Whether the record is a JSON object, sealed or not.
     pub fn is_object(&self) -> bool {
         match &self.0 {
@@ -40,10 +32,9 @@ impl Raw {
     /// Applies `rewrite` to the tree (read back from the text if the record
     /// was sealed before), then keeps only the tree's JSON text.
     pub fn seal(&mut self, rewrite: impl FnOnce(&mut Value)) {
-        let mut tree = match std::mem::replace(&mut self.0, Form::Tree(Value::Null)) {
-            Form::Tree(value) => value,
-            // The text was written from a tree, so it reads back.
-            Form::Sealed(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
+        let mut tree = match &mut self.0 {
+            Form::Tree(value) => std::mem::take(value),
+            Form::Sealed(_) => self.to_value(),
         };
         rewrite(&mut tree);
         self.0 = match serde_json::value::to_raw_value(&tree) {
@@ -64,6 +55,7 @@ impl Raw {
     pub fn to_value(&self) -> Value {
         match &self.0 {
             Form::Tree(value) => value.clone(),
+            // The text was written from a tree, so it reads back.
             Form::Sealed(text) => serde_json::from_str(text.get()).unwrap_or(Value::Null),
         }
     }
@@ -124,7 +116,7 @@ mod tests {
     fn a_sealed_record_keeps_what_the_rewrite_left_and_reads_back() {
         let mut raw = Raw::from(json!({"token": "s3cret", "n": 1}));
         raw.seal(|tree| tree["token"] = json!("hidden"));
-        assert!(raw.tree().is_none());
+        assert!(matches!(raw.0, Form::Sealed(_)));
         assert!(raw.is_object());
         assert_eq!(raw, json!({"n": 1, "token": "hidden"}));
         assert!(!raw.json().contains("s3cret"));

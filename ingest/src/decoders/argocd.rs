@@ -367,10 +367,7 @@ status:
         assert_eq!(history.actor, None);
         assert_eq!(history.vcs_ref_head_name.as_deref(), Some("main"));
         assert_eq!(
-            history
-                .raw
-                .tree()
-                .and_then(|raw| raw.pointer("/status/history/0/id")),
+            history.raw.to_value().pointer("/status/history/0/id"),
             Some(&serde_json::json!(3))
         );
     }
