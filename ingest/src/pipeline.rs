@@ -9,13 +9,17 @@ use pipewatch_schema::Event;
 
 use crate::IngestError;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
-use crate::decoders::{Format, Input};
+use crate::decoders::{self, Format, Input, framing};
 use crate::intake::decode_redacted;
 use crate::lake::LakeWriter;
 use crate::redact::Redactor;
 
 /// Events held in memory before a commit.
 pub const DEFAULT_BATCH_EVENTS: usize = 100_000;
+
+/// Bytes of a large NDJSON input decoded at a time: memory stays bounded
+/// by the batch, not by the size of the file.
+pub const PIECE_BYTES: usize = 4 << 20;
 
 /// Counts for one format (or `unknown` for undetected inputs).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -61,6 +65,7 @@ pub struct Ingestor {
     dead_letters: DeadLetterStore,
     pending: Vec<Event>,
     batch_events: usize,
+    piece_bytes: usize,
     summary: IngestSummary,
 }
 
@@ -73,6 +78,7 @@ impl Ingestor {
             dead_letters: DeadLetterStore::open(data_dir),
             pending: Vec::new(),
             batch_events: DEFAULT_BATCH_EVENTS,
+            piece_bytes: PIECE_BYTES,
             summary: IngestSummary::default(),
         })
     }
@@ -80,6 +86,12 @@ impl Ingestor {
     /// Sets how many events are held before a commit.
     pub fn with_batch_events(mut self, events: usize) -> Self {
         self.batch_events = events.max(1);
+        self
+    }
+
+    /// Sets how many bytes of a large NDJSON input are decoded at a time.
+    pub fn with_piece_bytes(mut self, bytes: usize) -> Self {
+        self.piece_bytes = bytes.max(1);
         self
     }
 
@@ -96,37 +108,73 @@ impl Ingestor {
         format: Option<Format>,
         input: &Input<'_>,
     ) -> Result<Vec<DeadLetter>, IngestError> {
-        let (format, out) = decode_redacted(format, input, &self.redactor);
+        self.ingest_with_progress(format, input, |_| {})
+    }
+
+    /// [`ingest`](Self::ingest), calling `progress` with the bytes of the
+    /// input decoded so far. A large NDJSON input in a format whose lines
+    /// stand alone is decoded and committed a piece at a time.
+    pub fn ingest_with_progress(
+        &mut self,
+        format: Option<Format>,
+        input: &Input<'_>,
+        mut progress: impl FnMut(usize),
+    ) -> Result<Vec<DeadLetter>, IngestError> {
+        let format = format.or_else(|| decoders::detect(input.bytes));
+        let pieces = format
+            .filter(|f| f.decoder().lines_stand_alone())
+            .and_then(|_| framing::ndjson_pieces(input, self.piece_bytes))
+            .unwrap_or_else(|| vec![*input]);
         let name = format.map_or("unknown", Format::name).to_owned();
-        let totals = self.summary.formats.entry(name).or_default();
-        totals.inputs += 1;
-        totals.dead_lettered += out.dead_letters.len();
-        self.dead_letters.store(&out.dead_letters)?;
-        self.pending.extend(out.events);
-        if self.pending.len() >= self.batch_events {
-            self.flush()?;
+        self.summary.formats.entry(name.clone()).or_default().inputs += 1;
+        let mut dead_letters = Vec::new();
+        let mut done = 0;
+        for piece in &pieces {
+            let (_, out) = decode_redacted(format, piece, &self.redactor);
+            self.summary
+                .formats
+                .entry(name.clone())
+                .or_default()
+                .dead_lettered += out.dead_letters.len();
+            self.dead_letters.store(&out.dead_letters)?;
+            dead_letters.extend(out.dead_letters);
+            self.pending.extend(out.events);
+            self.commit_full_batches()?;
+            done += piece.bytes.len();
+            progress(done);
         }
-        Ok(out.dead_letters)
+        Ok(dead_letters)
     }
 
     /// Commits every queued event.
     pub fn flush(&mut self) -> Result<(), IngestError> {
-        if self.pending.is_empty() {
+        self.commit_full_batches()?;
+        let rest = std::mem::take(&mut self.pending);
+        self.commit(rest)
+    }
+
+    /// Commits the queued events a full batch at a time, so a large input
+    /// becomes durable piece by piece and each file stays a manageable
+    /// size; what does not fill a batch waits for more.
+    fn commit_full_batches(&mut self) -> Result<(), IngestError> {
+        while self.pending.len() >= self.batch_events {
+            let rest = self.pending.split_off(self.batch_events);
+            let batch = std::mem::replace(&mut self.pending, rest);
+            self.commit(batch)?;
+        }
+        Ok(())
+    }
+
+    fn commit(&mut self, events: Vec<Event>) -> Result<(), IngestError> {
+        if events.is_empty() {
             return Ok(());
         }
-        let mut events = std::mem::take(&mut self.pending);
-        // Commit in batches so a large input becomes durable piece by piece
-        // and each file stays a manageable size.
-        while !events.is_empty() {
-            let rest = events.split_off(events.len().min(self.batch_events));
-            let report = self.writer.commit(events)?;
-            self.summary.files_committed += report.files.len();
-            for (source, (written, duplicates)) in report.per_source {
-                let totals = self.summary.formats.entry(source).or_default();
-                totals.accepted += written;
-                totals.duplicates += duplicates;
-            }
-            events = rest;
+        let report = self.writer.commit(events)?;
+        self.summary.files_committed += report.files.len();
+        for (source, (written, duplicates)) in report.per_source {
+            let totals = self.summary.formats.entry(source).or_default();
+            totals.accepted += written;
+            totals.duplicates += duplicates;
         }
         Ok(())
     }
@@ -140,5 +188,60 @@ impl Ingestor {
     /// Totals so far (committed events only).
     pub fn summary(&self) -> &IngestSummary {
         &self.summary
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::decoders::Position;
+
+    fn vault_lines(count: usize) -> String {
+        let mut body = String::new();
+        for i in 0..count {
+            let line = serde_json::json!({
+                "time": "2024-05-01T10:00:00Z", "type": "response",
+                "auth": {"accessor": format!("hmac-sha256:{i:04}")},
+                "request": {"id": format!("req-{i}"), "path": "kv/data/app", "operation": "read"},
+            });
+            body.push_str(&line.to_string());
+            body.push('\n');
+            if i == 37 {
+                body.push_str("{not json\n\n");
+            }
+        }
+        body
+    }
+
+    fn ingest(body: &str, piece_bytes: usize) -> (IngestSummary, Vec<Position>, usize) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let mut ingestor = Ingestor::open(dir.path())
+            .expect("open")
+            .with_batch_events(50)
+            .with_piece_bytes(piece_bytes);
+        let mut calls = 0;
+        let letters = ingestor
+            .ingest_with_progress(None, &Input::new("audit.log", body.as_bytes()), |_| {
+                calls += 1
+            })
+            .expect("ingest");
+        let summary = ingestor.finish().expect("finish");
+        (summary, letters.iter().map(|l| l.position).collect(), calls)
+    }
+
+    #[test]
+    fn a_large_input_decoded_in_pieces_stores_what_decoding_it_whole_stores() {
+        let body = vault_lines(300);
+        let (whole, whole_letters, whole_calls) = ingest(&body, usize::MAX);
+        let (pieces, piece_letters, piece_calls) = ingest(&body, 1024);
+        assert_eq!(whole_calls, 1);
+        assert!(piece_calls > 10, "{piece_calls} pieces");
+        assert_eq!(whole_letters, vec![Position::Line(39)]);
+        assert_eq!(piece_letters, whole_letters);
+        let vault = &pieces.formats["vault_audit"];
+        assert_eq!(vault.inputs, 1);
+        assert_eq!(vault.accepted, 300);
+        assert_eq!(vault.dead_lettered, 1);
+        assert_eq!(pieces.formats["vault_audit"], whole.formats["vault_audit"]);
     }
 }

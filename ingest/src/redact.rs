@@ -96,6 +96,28 @@ fn already_safe(value: &str) -> bool {
     value.starts_with("hmac-sha256:") || value.starts_with(REDACTED_PREFIX)
 }
 
+/// The byte after the closing quote of the JSON string whose content
+/// starts at `from`, and whether the string holds escapes.
+fn string_end(bytes: &[u8], from: usize) -> Option<(usize, bool)> {
+    let mut at = from;
+    let mut escaped = false;
+    loop {
+        let found = at + memchr::memchr2(b'"', b'\\', bytes.get(at..)?)?;
+        if bytes[found] == b'"' {
+            return Some((found + 1, escaped));
+        }
+        escaped = true;
+        at = found + 2;
+    }
+}
+
+fn skip_whitespace(bytes: &[u8], from: usize) -> usize {
+    bytes
+        .get(from..)
+        .and_then(|rest| rest.iter().position(|b| !b.is_ascii_whitespace()))
+        .map_or(bytes.len(), |p| from + p)
+}
+
 /// Shannon entropy in bits per character.
 fn entropy(s: &str) -> f64 {
     let mut counts = [0u32; 256];
@@ -161,6 +183,9 @@ const TRIGGERS: &[&str] = &[
 pub struct Redactor {
     key: Vec<u8>,
     triggers: aho_corasick::AhoCorasick,
+    /// The triggers and every secret key: JSON text with none of them (and
+    /// no `\u` escape to hide one) holds nothing to redact.
+    json_triggers: aho_corasick::AhoCorasick,
     set: RegexSet,
     rules: Vec<(&'static str, Regex)>,
 }
@@ -187,9 +212,14 @@ impl Redactor {
             .ascii_case_insensitive(true)
             .build(TRIGGERS)
             .map_err(|e| IngestError::Config(e.to_string()))?;
+        let json_triggers = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(TRIGGERS.iter().chain(SECRET_KEYS))
+            .map_err(|e| IngestError::Config(e.to_string()))?;
         Ok(Redactor {
             key,
             triggers,
+            json_triggers,
             set,
             rules,
         })
@@ -310,12 +340,64 @@ impl Redactor {
         }
     }
 
+    /// [`redact_json`](Self::redact_json) on JSON text, without building
+    /// the tree: every string, keys included, is redacted where it stands,
+    /// and strings stored under secret-named keys are replaced whole.
+    /// Returns `None` when nothing changed (or the text is not JSON).
+    pub fn redact_json_text(&self, text: &str) -> Option<String> {
+        // Escapes are the only way a trigger could hide from one scan of the text.
+        if !text.contains("\\u") && !self.json_triggers.is_match(text) {
+            return None;
+        }
+        let bytes = text.as_bytes();
+        let mut out = String::new();
+        let mut copied = 0;
+        let mut at = 0;
+        let mut secret_value_next = false;
+        while let Some(found) = memchr::memchr(b'"', &bytes[at..]) {
+            let start = at + found;
+            let (end, escaped) = string_end(bytes, start + 1)?;
+            let literal = &text[start..end];
+            let content: std::borrow::Cow<'_, str> = if escaped {
+                serde_json::from_str::<String>(literal).ok()?.into()
+            } else {
+                literal[1..literal.len() - 1].into()
+            };
+            let after = skip_whitespace(bytes, end);
+            let replacement = if bytes.get(after) == Some(&b':') {
+                let renamed = self.redact_text(&content);
+                let key = renamed.as_deref().unwrap_or(&content);
+                secret_value_next = SECRET_KEYS.iter().any(|k| k.eq_ignore_ascii_case(key))
+                    && bytes.get(skip_whitespace(bytes, after + 1)) == Some(&b'"');
+                renamed
+            } else if std::mem::take(&mut secret_value_next)
+                && content.len() >= 8
+                && !already_safe(&content)
+            {
+                Some(self.replacement("secret_field", &content))
+            } else {
+                self.redact_text(&content)
+            };
+            if let Some(clean) = replacement {
+                out.push_str(&text[copied..start]);
+                out.push_str(&Value::String(clean).to_string());
+                copied = end;
+            }
+            at = end;
+        }
+        if copied == 0 {
+            return None;
+        }
+        out.push_str(&text[copied..]);
+        Some(out)
+    }
+
     /// Redacts every text column and the raw record of an event, then
-    /// seals the raw record: until its commit, the event holds the text
-    /// rather than the much larger tree.
+    /// seals the raw record as text: until its commit, the event holds the
+    /// text rather than the much larger tree.
     pub fn redact_event(&self, event: &mut Event) {
         event.for_each_text_mut(|s| self.redact_string(s));
-        event.raw.seal(|tree| self.redact_json(tree));
+        event.raw.seal(|text| self.redact_json_text(text));
     }
 }
 

@@ -5,6 +5,7 @@
 use std::path::{Path, PathBuf};
 
 use pipewatch_ingest::DeadLetterReason;
+use pipewatch_ingest::Redactor;
 use pipewatch_ingest::compression::gunzip_if_needed;
 use pipewatch_ingest::decoders::{self, Format, Input};
 
@@ -81,7 +82,17 @@ fn check_dir(dir: &str, expected: impl Fn(&str) -> Format) {
             out.dead_letters
         );
         assert!(!out.events.is_empty(), "{dir}/{name}: no events");
+        let redactor = Redactor::with_key(b"real-events".to_vec()).expect("redactor");
         for event in &out.events {
+            // Redacting the record's JSON text gives what redacting its tree gives.
+            let mut expected = event.raw.to_value();
+            redactor.redact_json(&mut expected);
+            let text = event.raw.json();
+            let via_text = redactor.redact_json_text(&text).map_or_else(
+                || event.raw.to_value(),
+                |t| serde_json::from_str(&t).expect("JSON"),
+            );
+            assert_eq!(via_text, expected, "{dir}/{name}: text redaction differs");
             assert_eq!(event.source, format.name(), "{dir}/{name}: wrong source");
             assert!(
                 !event.source_event_id.is_empty(),

@@ -255,6 +255,49 @@ fn a_thousand_secrets_never_reach_the_data_directory() {
 }
 
 #[test]
+fn json_text_is_redacted_as_its_tree_is() {
+    let redactor = Redactor::with_key(b"text-test".to_vec()).expect("redactor");
+    let mut rng = StdRng::seed_from_u64(11);
+    let mut texts: Vec<String> = (0..1000)
+        .map(|i| {
+            let (secret, hidden) = secret(&mut rng, i);
+            let raw = event_with(i, &hidden, &secret).raw.to_value();
+            if i % 3 == 0 {
+                serde_json::to_string_pretty(&raw).expect("JSON")
+            } else {
+                raw.to_string()
+            }
+        })
+        .collect();
+    texts.extend(
+        [
+            // Escapes hide nothing: a secret-named key and a token spelt with them.
+            r#"{"\u0070assword": "hunter2hunter2", "msg": "\u0067hp_0123456789abcdefghijABCDEFGHIJ012345"}"#,
+            r#"{"a": {"Token" : "s3cr3t-v4lue-xyz"}, "b": ["x", {"token": 12345678901}]}"#,
+            r#"{"token": "short", "secret": "hmac-sha256:abcdef0123456789", "k\"ey": "v\\"}"#,
+            r#"{"key": "-----BEGIN RSA PRIVATE KEY-----\nMIIabc\n-----END RSA PRIVATE KEY-----"}"#,
+            r#"["api_key=Zx8Qw2Lp9Vt4Rb7Nc1Kd", {"webhook_url": "https://example.com/hook/abc"}]"#,
+            r#"{"plain": "nothing here", "n": [1, 2.5, true, null]}"#,
+        ]
+        .map(str::to_owned),
+    );
+    let mut changed = 0;
+    for text in &texts {
+        let mut expected: serde_json::Value = serde_json::from_str(text).expect("JSON");
+        redactor.redact_json(&mut expected);
+        let via_text: serde_json::Value = match redactor.redact_json_text(text) {
+            Some(clean) => {
+                changed += 1;
+                serde_json::from_str(&clean).expect("redacted text is JSON")
+            }
+            None => serde_json::from_str(text).expect("JSON"),
+        };
+        assert_eq!(via_text, expected, "{text}");
+    }
+    assert!(changed >= 1000, "{changed} texts changed");
+}
+
+#[test]
 fn ordinary_identifiers_are_almost_never_redacted() {
     let redactor = Redactor::with_key(b"fp-test".to_vec()).expect("redactor");
     let mut rng = StdRng::seed_from_u64(7);

@@ -228,7 +228,7 @@ impl Event {
         event_time: DateTime<Utc>,
         category: Category,
         action: impl Into<String>,
-        raw: serde_json::Value,
+        raw: impl Into<Raw>,
     ) -> Self {
         let source_event_id = source_event_id.into();
         Event {
@@ -290,7 +290,7 @@ impl Event {
             parent_span_id: None,
             correlation_id: None,
             url_full: None,
-            raw: Raw::from(raw),
+            raw: raw.into(),
         }
     }
 

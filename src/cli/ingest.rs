@@ -69,10 +69,16 @@ pub(crate) fn ingest_paths(
         progress.set_message(read.origin.clone());
         let mut input = Input::new(&read.origin, &read.bytes);
         input.observed_at = read.modified;
+        // The bar counts bytes on disk; a compressed file advances in
+        // proportion to how much of its content is decoded.
+        let start = progress.position();
+        let scale = read.stored_bytes as f64 / read.bytes.len().max(1) as f64;
         ingestor
-            .ingest(format, &input)
+            .ingest_with_progress(format, &input, |done| {
+                progress.set_position(start + (done as f64 * scale) as u64);
+            })
             .with_context(|| format!("cannot store what {} holds", read.origin))?;
-        progress.inc(read.stored_bytes);
+        progress.set_position(start + read.stored_bytes);
     }
     let summary = ingestor.finish().context("cannot commit to the lake")?;
     progress.finish_and_clear();

@@ -30,8 +30,12 @@ impl Decoder for CloudTrail {
         is_record(record) || eventbridge_detail(record).is_some()
     }
 
+    fn lines_stand_alone(&self) -> bool {
+        true
+    }
+
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in out.parsed(FORMAT, input, framing::json_records(input.bytes)) {
+        for framed in out.parsed(FORMAT, input, framing::json_records(input)) {
             let value = framed.value;
             for (position, record) in expand(value, framed.position) {
                 match decode_record(&record, input) {

@@ -54,8 +54,12 @@ impl Decoder for Conftest {
         is_conftest(record) || is_decision(record)
     }
 
+    fn lines_stand_alone(&self) -> bool {
+        true
+    }
+
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in out.parsed(FORMAT, input, framing::records(input.bytes)) {
+        for framed in out.parsed(FORMAT, input, framing::records(input)) {
             let record = framed.value;
             let raw = || record.to_string().into_bytes();
             let decoded = if record.get("decision_id").is_some() {

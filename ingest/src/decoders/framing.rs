@@ -4,6 +4,8 @@
 
 use serde_json::Value;
 
+use super::Input;
+
 /// Where a record sits inside its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 #[serde(tag = "kind", content = "at", rename_all = "snake_case")]
@@ -41,6 +43,22 @@ pub struct Framed<'a> {
     pub bytes: &'a [u8],
 }
 
+impl<'a> Framed<'a> {
+    /// The record's own JSON text, when its bytes are the record alone (a
+    /// line, or a whole input) rather than a body it shares with others.
+    pub fn own_text(&self) -> Option<&'a str> {
+        own_text(self.position, self.bytes)
+    }
+}
+
+/// The JSON text of a parsed record at `position` whose bytes are `bytes`.
+pub(crate) fn own_text(position: Position, bytes: &[u8]) -> Option<&str> {
+    match position {
+        Position::Line(_) | Position::Whole => std::str::from_utf8(bytes).ok(),
+        Position::Record(_) | Position::Document(_) | Position::Offset(_) => None,
+    }
+}
+
 fn trim(bytes: &[u8]) -> &[u8] {
     let bytes = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
     let start = bytes
@@ -62,8 +80,13 @@ pub fn looks_like_json(bytes: &[u8]) -> bool {
 /// Splits a JSON input: a top-level array yields its elements, a single
 /// document yields itself, anything else is read as NDJSON (one record a
 /// non-blank line). A line that is not JSON is its own failed record, so
-/// one bad line never hides the others.
-pub fn json_records(bytes: &[u8]) -> Vec<Framed<'_>> {
+/// one bad line never hides the others. A piece of a larger NDJSON input
+/// (see [`ndjson_pieces`]) is read a line at a time, numbered as in the whole.
+pub fn json_records<'a>(input: &Input<'a>) -> Vec<Framed<'a>> {
+    let bytes = input.bytes;
+    if let Some(first_line) = input.lines_from {
+        return ndjson_records_from(bytes, first_line);
+    }
     let body = trim(bytes);
     if let Ok(value) = serde_json::from_slice::<Value>(body) {
         return match value {
@@ -88,6 +111,11 @@ pub fn json_records(bytes: &[u8]) -> Vec<Framed<'_>> {
 
 /// Splits an input into lines and parses each non-blank one as JSON.
 pub fn ndjson_records(bytes: &[u8]) -> Vec<Framed<'_>> {
+    ndjson_records_from(bytes, 1)
+}
+
+/// [`ndjson_records`] for lines that start at 1-based line `first_line`.
+fn ndjson_records_from(bytes: &[u8], first_line: usize) -> Vec<Framed<'_>> {
     bytes
         .split(|b| *b == b'\n')
         .enumerate()
@@ -97,7 +125,7 @@ pub fn ndjson_records(bytes: &[u8]) -> Vec<Framed<'_>> {
                 return None;
             }
             Some(Framed {
-                position: Position::Line(i + 1),
+                position: Position::Line(first_line + i),
                 parsed: serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}")),
                 bytes: line,
             })
@@ -175,12 +203,53 @@ pub fn yaml_to_json(value: serde_yaml::Value) -> Result<Value, String> {
 }
 
 /// Splits an input that may be JSON (any framing) or YAML.
-pub fn records(bytes: &[u8]) -> Vec<Framed<'_>> {
-    if looks_like_json(bytes) {
-        json_records(bytes)
+pub fn records<'a>(input: &Input<'a>) -> Vec<Framed<'a>> {
+    if input.lines_from.is_some() || looks_like_json(input.bytes) {
+        json_records(input)
     } else {
-        yaml_documents(bytes)
+        yaml_documents(input.bytes)
     }
+}
+
+/// Cuts an NDJSON input into pieces of whole lines, each about
+/// `piece_bytes` long, so a large file is decoded a piece at a time
+/// instead of all at once. `None` when the input is not NDJSON (a single
+/// document or array, YAML, binary) or fits in one piece: those are read
+/// whole, as [`json_records`] frames them.
+pub fn ndjson_pieces<'a>(input: &Input<'a>, piece_bytes: usize) -> Option<Vec<Input<'a>>> {
+    let bytes = input.bytes;
+    if bytes.len() <= piece_bytes || input.lines_from.is_some() {
+        return None;
+    }
+    // NDJSON when the first non-blank line is a document of its own and
+    // more follows it: the input as a whole then cannot parse as one.
+    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
+    let lead = body.iter().position(|b| !b.is_ascii_whitespace())?;
+    let first_end = lead + memchr::memchr(b'\n', &body[lead..])?;
+    if trim(&body[first_end..]).is_empty()
+        || serde_json::from_slice::<serde::de::IgnoredAny>(&body[lead..first_end]).is_err()
+    {
+        return None;
+    }
+    let mut pieces = Vec::with_capacity(bytes.len() / piece_bytes + 1);
+    let (mut start, mut line) = (0, 1);
+    while start < bytes.len() {
+        let end = match bytes.get(start + piece_bytes..) {
+            Some(rest) => {
+                memchr::memchr(b'\n', rest).map_or(bytes.len(), |p| start + piece_bytes + p + 1)
+            }
+            None => bytes.len(),
+        };
+        let piece = &bytes[start..end];
+        pieces.push(Input {
+            bytes: piece,
+            lines_from: Some(line),
+            ..*input
+        });
+        line += memchr::memchr_iter(b'\n', piece).count();
+        start = end;
+    }
+    Some(pieces)
 }
 
 /// The first parsable record of an input, for format detection.
@@ -219,7 +288,7 @@ mod tests {
     #[test]
     fn ndjson_keeps_good_lines_around_a_bad_one() {
         let input = b"{\"a\":1}\nnot json\n\n{\"a\":2}\n";
-        let framed = json_records(input);
+        let framed = json_records(&Input::new("t", input));
         assert_eq!(framed.len(), 3);
         assert_eq!(framed[1].position, Position::Line(2));
         assert!(framed[1].parsed.is_err());
@@ -229,7 +298,7 @@ mod tests {
 
     #[test]
     fn arrays_yield_elements() {
-        let framed = json_records(b"[{\"a\":1},{\"a\":2}]");
+        let framed = json_records(&Input::new("t", b"[{\"a\":1},{\"a\":2}]"));
         assert_eq!(framed.len(), 2);
         assert_eq!(framed[1].position, Position::Record(1));
     }
@@ -242,5 +311,45 @@ mod tests {
             framed[1].parsed.as_ref().expect("parsed"),
             &serde_json::json!({"b": [1, 2]})
         );
+    }
+
+    #[test]
+    fn ndjson_pieces_are_whole_lines_numbered_as_in_the_input() {
+        let body: String = (0..100)
+            .map(|i| {
+                if i == 41 {
+                    "oops\n".to_owned()
+                } else {
+                    format!("{{\"n\":{i}}}\n")
+                }
+            })
+            .collect();
+        let input = Input::new("t", body.as_bytes());
+        let pieces = ndjson_pieces(&input, 64).expect("pieces");
+        assert!(pieces.len() > 5);
+        let joined: Vec<u8> = pieces.iter().flat_map(|p| p.bytes.to_vec()).collect();
+        assert_eq!(joined, body.as_bytes());
+        let framed: Vec<(Position, bool)> = pieces
+            .iter()
+            .flat_map(json_records)
+            .map(|f| (f.position, f.parsed.is_ok()))
+            .collect();
+        let whole: Vec<(Position, bool)> = json_records(&input)
+            .into_iter()
+            .map(|f| (f.position, f.parsed.is_ok()))
+            .collect();
+        assert_eq!(framed, whole);
+        assert_eq!(framed[41], (Position::Line(42), false));
+    }
+
+    #[test]
+    fn documents_arrays_and_small_inputs_are_not_cut() {
+        let pretty = format!("{{\n  \"a\": [{}]\n}}\n", "1,".repeat(100) + "1");
+        let array = format!("[{}]\n", "{\"a\":1},".repeat(50) + "{}");
+        let single = format!("{{\"a\":\"{}\"}}\n\n", "x".repeat(500));
+        for body in [pretty, array, single] {
+            assert!(ndjson_pieces(&Input::new("t", body.as_bytes()), 64).is_none());
+        }
+        assert!(ndjson_pieces(&Input::new("t", b"{}\n{}\n"), 64).is_none());
     }
 }

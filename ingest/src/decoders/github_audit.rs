@@ -12,7 +12,7 @@
 //! as config changes rather than dropped, since most of them are.
 
 use chrono::{DateTime, Utc};
-use pipewatch_schema::{ActorKind, Category, Event, IdentityKind, RunnerHosting};
+use pipewatch_schema::{ActorKind, Category, Event, IdentityKind, Raw, RunnerHosting};
 use serde_json::Value;
 
 use super::github_webhook::{content_id, login_kind};
@@ -45,14 +45,23 @@ impl Decoder for GithubAudit {
         dotted_action && !webhook && audit_keys
     }
 
+    fn lines_stand_alone(&self) -> bool {
+        true
+    }
+
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in framing::json_records(input.bytes) {
+        for framed in framing::json_records(input) {
             let result = framed
                 .parsed
                 .map_err(|e| (DeadLetterReason::Syntax, e))
                 .and_then(|record| decode_entry(record, input));
             match result {
-                Ok(event) => out.events.push(event),
+                Ok(mut event) => {
+                    if let Some(text) = framing::own_text(framed.position, framed.bytes) {
+                        event.raw = Raw::from_parsed_text(text);
+                    }
+                    out.events.push(event);
+                }
                 Err((reason, detail)) => {
                     out.reject(FORMAT, input, framed.position, reason, detail, framed.bytes);
                 }

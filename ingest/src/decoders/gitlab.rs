@@ -42,8 +42,12 @@ impl Decoder for Gitlab {
         })
     }
 
+    fn lines_stand_alone(&self) -> bool {
+        true
+    }
+
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in out.parsed(FORMAT, input, framing::json_records(input.bytes)) {
+        for framed in out.parsed(FORMAT, input, framing::json_records(input)) {
             let value = framed.value;
             match decode_payload(&value, input) {
                 Ok(events) => out.events.extend(events),

@@ -58,8 +58,12 @@ impl Decoder for K8sAudit {
         }
     }
 
+    fn lines_stand_alone(&self) -> bool {
+        true
+    }
+
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in out.parsed(FORMAT, input, framing::records(input.bytes)) {
+        for framed in out.parsed(FORMAT, input, framing::records(input)) {
             let value = framed.value;
             if str_at(&value, "/kind") == Some("EventList") {
                 let Some(items) = value.get("items").and_then(Value::as_array) else {

@@ -50,8 +50,12 @@ impl Decoder for K8sPolicy {
                 .is_some_and(|item| shape(item).is_some())
     }
 
+    fn lines_stand_alone(&self) -> bool {
+        true
+    }
+
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in out.parsed(FORMAT, input, framing::records(input.bytes)) {
+        for framed in out.parsed(FORMAT, input, framing::records(input)) {
             let value = framed.value;
             match value.get("items").and_then(Value::as_array) {
                 Some(items) if is_list(&value) => {

@@ -3,7 +3,7 @@
 //! splits an input into records (single document, JSON array, NDJSON, YAML).
 
 use chrono::{DateTime, Utc};
-use pipewatch_schema::Event;
+use pipewatch_schema::{Event, Raw};
 use serde_json::Value;
 
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
@@ -39,6 +39,10 @@ pub struct Input<'a> {
     /// receipt). Used only for records that carry no time of their own,
     /// such as SARIF results without invocation times.
     pub observed_at: Option<DateTime<Utc>>,
+    /// Set on a piece of whole lines cut from a larger NDJSON input (see
+    /// [`framing::ndjson_pieces`]): each line is one record, numbered from
+    /// this 1-based line of the whole input.
+    pub lines_from: Option<usize>,
 }
 
 impl<'a> Input<'a> {
@@ -49,6 +53,7 @@ impl<'a> Input<'a> {
             bytes,
             type_hint: None,
             observed_at: None,
+            lines_from: None,
         }
     }
 }
@@ -88,6 +93,17 @@ pub struct Parsed<'a> {
     pub position: Position,
     pub value: Value,
     pub bytes: &'a [u8],
+}
+
+impl<'a> Parsed<'a> {
+    /// The record's native form for an event: its own JSON text when its
+    /// bytes are the record alone, else (an array element) a copy of its tree.
+    pub fn raw(&self) -> Raw {
+        match framing::own_text(self.position, self.bytes) {
+            Some(text) => Raw::from_parsed_text(text),
+            None => Raw::from(self.value.clone()),
+        }
+    }
 }
 
 impl DecodeOutput {
@@ -130,6 +146,13 @@ pub trait Decoder: Send + Sync {
     /// Decodes a whole input. Never panics: every record either becomes
     /// events or a dead letter naming its position and reason.
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput);
+
+    /// Whether each NDJSON line decodes on its own, so that a large input
+    /// decoded a piece at a time gives what decoding it whole gives. Not
+    /// so where records refer to each other (spans to their parents).
+    fn lines_stand_alone(&self) -> bool {
+        false
+    }
 }
 
 macro_rules! formats {

@@ -34,7 +34,7 @@ impl Decoder for Sarif {
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
         let mut ids = HashSet::new();
-        for framed in out.parsed(FORMAT, input, framing::json_records(input.bytes)) {
+        for framed in out.parsed(FORMAT, input, framing::json_records(input)) {
             let log = framed.value;
             let Some(runs) = log.get("runs").and_then(Value::as_array) else {
                 out.reject(

@@ -3,7 +3,7 @@
 //! event; HMAC-ed values are kept exactly as Vault wrote them.
 //! Spec: <https://developer.hashicorp.com/vault/docs/audit>
 
-use pipewatch_schema::{ActorKind, Category, Event, IdentityKind};
+use pipewatch_schema::{ActorKind, Category, Event, IdentityKind, Raw};
 use serde_json::Value;
 
 use super::framing;
@@ -24,8 +24,12 @@ impl Decoder for VaultAudit {
             && record.get("request").is_some_and(Value::is_object)
     }
 
+    fn lines_stand_alone(&self) -> bool {
+        true
+    }
+
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in framing::json_records(input.bytes) {
+        for framed in framing::json_records(input) {
             let value = match framed.parsed {
                 Ok(value) => value,
                 Err(error) => {
@@ -35,7 +39,13 @@ impl Decoder for VaultAudit {
                 }
             };
             match decode_line(&value, input) {
-                Ok(event) => out.events.push(event),
+                Ok(mut event) => {
+                    event.raw = match framing::own_text(framed.position, framed.bytes) {
+                        Some(text) => Raw::from_parsed_text(text),
+                        None => Raw::from(value),
+                    };
+                    out.events.push(event);
+                }
                 Err((reason, detail)) => {
                     let bytes = match framed.position {
                         // Array elements share the whole body; keep only this one.
@@ -93,7 +103,8 @@ fn decode_line(line: &Value, input: &Input<'_>) -> Result<Event, Reject> {
         event_time,
         class.category,
         class.action,
-        line.clone(),
+        // The decoder's loop sets the line itself as the record.
+        Value::Null,
     );
     event.correlation_id = Some(request_id.to_owned());
     event.target_type = Some(class.target_type.to_owned());

@@ -158,10 +158,14 @@ impl Decoder for GithubWebhook {
             && EventType::from_shape(record).is_some()
     }
 
+    fn lines_stand_alone(&self) -> bool {
+        true
+    }
+
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
         let hinted = input.type_hint.map(|h| (h, EventType::from_header(h)));
-        for framed in out.parsed(FORMAT, input, framing::json_records(input.bytes)) {
-            let record = framed.value;
+        for framed in out.parsed(FORMAT, input, framing::json_records(input)) {
+            let record = &framed.value;
             let result = match hinted {
                 Some((header, None)) => Err(Reject {
                     reason: DeadLetterReason::UnknownShape,
@@ -171,14 +175,21 @@ impl Decoder for GithubWebhook {
                         supported()
                     ),
                 }),
-                Some((_, Some(kind))) => decode_payload(kind, &record, input),
-                None => match EventType::from_shape(&record) {
-                    Some(kind) => decode_payload(kind, &record, input),
-                    None => Err(unknown_shape(&record)),
+                Some((_, Some(kind))) => decode_payload(kind, record, input),
+                None => match EventType::from_shape(record) {
+                    Some(kind) => decode_payload(kind, record, input),
+                    None => Err(unknown_shape(record)),
                 },
             };
             match result {
-                Ok(events) => out.events.extend(events),
+                Ok(events) => {
+                    // Every event of a payload keeps the payload as its record.
+                    let raw = framed.raw();
+                    out.events.extend(events.into_iter().map(|mut event| {
+                        event.raw = raw.clone();
+                        event
+                    }));
+                }
                 Err(reject) => out.reject(
                     FORMAT,
                     input,
@@ -261,7 +272,8 @@ fn base_event(
         event_time,
         category,
         action,
-        record.clone(),
+        // The decoder's loop sets the payload itself as the record.
+        Value::Null,
     );
     event.repo = str_at(record, "/repository/full_name").map(str::to_owned);
     event.org = str_at(record, "/organization/login")

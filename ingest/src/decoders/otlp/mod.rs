@@ -87,7 +87,7 @@ fn collect(input: &Input<'_>, encoding: Encoding, out: &mut DecodeOutput) -> Vec
     let mut bad = Vec::new();
     match encoding {
         Encoding::Json => requests(
-            framing::json_records(input.bytes),
+            framing::json_records(input),
             input,
             out,
             &mut spans,

@@ -48,8 +48,12 @@ impl Decoder for Sigstore {
                 .is_some_and(is_bundle)
     }
 
+    fn lines_stand_alone(&self) -> bool {
+        true
+    }
+
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
-        for framed in out.parsed(FORMAT, input, framing::records(input.bytes)) {
+        for framed in out.parsed(FORMAT, input, framing::records(input)) {
             let value = framed.value;
             // GitHub's attestations API: {"attestations": [{"bundle": {...}, "repository_id": ...}]}.
             if let Some(items) = value.get("attestations").and_then(Value::as_array) {
