@@ -15,7 +15,7 @@ pub struct Raw(Form);
 #[derive(Debug, Clone)]
 enum Form {
     Tree(Value),
-    /// Text a JSON parser accepted, as it was read; not yet redacted.
+    /// Text a JSON parser accepted or a serializer wrote; not yet redacted.
     Read(Box<str>),
     /// Only [`Raw::seal`] makes this form, so the text has been through
     /// the function it was given (the redactor).
@@ -23,9 +23,9 @@ enum Form {
 }
 
 impl Raw {
-    /// A record kept as the JSON text it was read as, which the caller has
-    /// parsed as JSON: no tree is built or copied for it.
-    pub fn from_parsed_text(text: &str) -> Self {
+    /// A record kept as JSON text that a JSON parser accepted or a JSON
+    /// serializer wrote: no tree is built or copied for it.
+    pub fn from_parsed_text(text: impl Into<Box<str>>) -> Self {
         Raw(Form::Read(text.into()))
     }
 

@@ -82,14 +82,14 @@ pub fn looks_like_json(bytes: &[u8]) -> bool {
 /// non-blank line). A line that is not JSON is its own failed record, so
 /// one bad line never hides the others. A piece of a larger NDJSON input
 /// (see [`ndjson_pieces`]) is read a line at a time, numbered as in the whole.
-pub fn json_records<'a>(input: &Input<'a>) -> Vec<Framed<'a>> {
+pub fn json_records<'a>(input: &Input<'a>) -> Records<'a> {
     let bytes = input.bytes;
     if let Some(first_line) = input.lines_from {
-        return ndjson_records_from(bytes, first_line);
+        return Records::Lines(Lines::new(bytes, first_line));
     }
     let body = trim(bytes);
     if let Ok(value) = serde_json::from_slice::<Value>(body) {
-        return match value {
+        let framed: Vec<Framed<'a>> = match value {
             Value::Array(items) => items
                 .into_iter()
                 .enumerate()
@@ -105,32 +105,70 @@ pub fn json_records<'a>(input: &Input<'a>) -> Vec<Framed<'a>> {
                 bytes: body,
             }],
         };
+        return Records::Parsed(framed.into_iter());
     }
-    ndjson_records(bytes)
+    Records::Lines(Lines::new(bytes, 1))
 }
 
-/// Splits an input into lines and parses each non-blank one as JSON.
-pub fn ndjson_records(bytes: &[u8]) -> Vec<Framed<'_>> {
-    ndjson_records_from(bytes, 1)
+/// The records of an input. NDJSON lines are parsed one at a time as they
+/// are taken, so only the record in hand is held as a tree.
+#[derive(Debug)]
+pub enum Records<'a> {
+    Parsed(std::vec::IntoIter<Framed<'a>>),
+    Lines(Lines<'a>),
 }
 
-/// [`ndjson_records`] for lines that start at 1-based line `first_line`.
-fn ndjson_records_from(bytes: &[u8], first_line: usize) -> Vec<Framed<'_>> {
-    bytes
-        .split(|b| *b == b'\n')
-        .enumerate()
-        .filter_map(|(i, line)| {
+impl<'a> Iterator for Records<'a> {
+    type Item = Framed<'a>;
+
+    fn next(&mut self) -> Option<Framed<'a>> {
+        match self {
+            Records::Parsed(framed) => framed.next(),
+            Records::Lines(lines) => lines.next(),
+        }
+    }
+}
+
+/// The non-blank lines of an NDJSON input, each parsed as it is taken.
+#[derive(Debug)]
+pub struct Lines<'a> {
+    rest: &'a [u8],
+    next_line: usize,
+}
+
+impl<'a> Lines<'a> {
+    fn new(bytes: &'a [u8], first_line: usize) -> Self {
+        Lines {
+            rest: bytes,
+            next_line: first_line,
+        }
+    }
+}
+
+impl<'a> Iterator for Lines<'a> {
+    type Item = Framed<'a>;
+
+    fn next(&mut self) -> Option<Framed<'a>> {
+        while !self.rest.is_empty() {
+            let (line, rest) = match memchr::memchr(b'\n', self.rest) {
+                Some(end) => (&self.rest[..end], &self.rest[end + 1..]),
+                None => (self.rest, &self.rest[self.rest.len()..]),
+            };
+            self.rest = rest;
+            let number = self.next_line;
+            self.next_line += 1;
             let line = trim(line);
             if line.is_empty() {
-                return None;
+                continue;
             }
-            Some(Framed {
-                position: Position::Line(first_line + i),
+            return Some(Framed {
+                position: Position::Line(number),
                 parsed: serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}")),
                 bytes: line,
-            })
-        })
-        .collect()
+            });
+        }
+        None
+    }
 }
 
 /// Splits a YAML stream (or JSON, which YAML reads too) into documents.
@@ -203,11 +241,11 @@ pub fn yaml_to_json(value: serde_yaml::Value) -> Result<Value, String> {
 }
 
 /// Splits an input that may be JSON (any framing) or YAML.
-pub fn records<'a>(input: &Input<'a>) -> Vec<Framed<'a>> {
+pub fn records<'a>(input: &Input<'a>) -> Records<'a> {
     if input.lines_from.is_some() || looks_like_json(input.bytes) {
         json_records(input)
     } else {
-        yaml_documents(input.bytes)
+        Records::Parsed(yaml_documents(input.bytes).into_iter())
     }
 }
 
@@ -288,7 +326,7 @@ mod tests {
     #[test]
     fn ndjson_keeps_good_lines_around_a_bad_one() {
         let input = b"{\"a\":1}\nnot json\n\n{\"a\":2}\n";
-        let framed = json_records(&Input::new("t", input));
+        let framed: Vec<Framed<'_>> = json_records(&Input::new("t", input)).collect();
         assert_eq!(framed.len(), 3);
         assert_eq!(framed[1].position, Position::Line(2));
         assert!(framed[1].parsed.is_err());
@@ -298,7 +336,8 @@ mod tests {
 
     #[test]
     fn arrays_yield_elements() {
-        let framed = json_records(&Input::new("t", b"[{\"a\":1},{\"a\":2}]"));
+        let framed: Vec<Framed<'_>> =
+            json_records(&Input::new("t", b"[{\"a\":1},{\"a\":2}]")).collect();
         assert_eq!(framed.len(), 2);
         assert_eq!(framed[1].position, Position::Record(1));
     }
@@ -335,7 +374,6 @@ mod tests {
             .map(|f| (f.position, f.parsed.is_ok()))
             .collect();
         let whole: Vec<(Position, bool)> = json_records(&input)
-            .into_iter()
             .map(|f| (f.position, f.parsed.is_ok()))
             .collect();
         assert_eq!(framed, whole);

@@ -113,9 +113,9 @@ impl DecodeOutput {
         &mut self,
         format: Format,
         input: &Input<'_>,
-        framed: Vec<framing::Framed<'a>>,
+        framed: impl IntoIterator<Item = framing::Framed<'a>>,
     ) -> Vec<Parsed<'a>> {
-        let mut good = Vec::with_capacity(framed.len());
+        let mut good = Vec::new();
         for record in framed {
             match record.parsed {
                 Ok(value) => good.push(Parsed {

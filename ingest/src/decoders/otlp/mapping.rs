@@ -535,7 +535,7 @@ pub(super) fn event_at(
         event_time,
         category,
         action,
-        span.raw.to_value(),
+        span.raw.to_raw(),
     );
     e.trace_id = Some(span.trace_id.clone());
     e.span_id = Some(span.span_id.clone());

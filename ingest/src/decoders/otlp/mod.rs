@@ -152,8 +152,8 @@ fn encoding(bytes: &[u8]) -> Encoding {
 }
 
 /// Reads framed `ExportTraceServiceRequest` documents (JSON or YAML).
-fn requests(
-    framed: Vec<framing::Framed<'_>>,
+fn requests<'a>(
+    framed: impl IntoIterator<Item = framing::Framed<'a>>,
     input: &Input<'_>,
     out: &mut DecodeOutput,
     spans: &mut Vec<SpanRecord>,
@@ -271,7 +271,7 @@ fn map_spans(
                                 "span {}:{} has no start or end time and the input no observed time",
                                 span.trace_id, span.span_id
                             ),
-                            span.raw.to_value().to_string().as_bytes(),
+                            span.raw.to_raw().json().as_bytes(),
                         );
                         None
                     }

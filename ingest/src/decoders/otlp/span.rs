@@ -5,7 +5,8 @@
 use std::rc::Rc;
 
 use chrono::{DateTime, TimeZone, Utc};
-use serde_json::{Map, Value, json};
+use pipewatch_schema::Raw;
+use serde_json::{Map, Value};
 
 use crate::dead_letter::DeadLetterReason;
 use crate::decoders::Position;
@@ -111,16 +112,16 @@ pub(super) struct SpanRecord {
     pub(super) position: Position,
 }
 
-/// The native record of one span. Resource and scope are shared by all
-/// spans of a request, and the record is only assembled for spans that
-/// become rows: step spans are dropped without copying their resource.
+/// The native record of one span, kept as JSON text so that a large
+/// export's spans wait for mapping in a fraction of a tree's memory. The
+/// resource and scope texts are shared by all spans of a request.
 #[derive(Debug, Clone)]
 pub(super) enum RawSpan {
     /// An OTLP span with its resource and instrumentation scope.
     Otlp {
-        resource: Rc<Value>,
-        scope: Rc<Value>,
-        span: Value,
+        resource: Rc<str>,
+        scope: Rc<str>,
+        span: Box<str>,
     },
     /// A console-exporter object, kept as it was.
     Whole(Value),
@@ -128,26 +129,16 @@ pub(super) enum RawSpan {
 
 impl RawSpan {
     /// The record as a one-span `ResourceSpans` (or the console object).
-    pub(super) fn to_value(&self) -> Value {
+    pub(super) fn to_raw(&self) -> Raw {
         match self {
             RawSpan::Otlp {
                 resource,
                 scope,
                 span,
-            } => {
-                // Built by hand: `json!` would re-serialize the borrowed values.
-                let mut scope_spans = serde_json::Map::new();
-                scope_spans.insert("scope".into(), scope.as_ref().clone());
-                scope_spans.insert("spans".into(), Value::Array(vec![span.clone()]));
-                let mut record = serde_json::Map::new();
-                record.insert("resource".into(), resource.as_ref().clone());
-                record.insert(
-                    "scopeSpans".into(),
-                    Value::Array(vec![Value::Object(scope_spans)]),
-                );
-                Value::Object(record)
-            }
-            RawSpan::Whole(value) => value.clone(),
+            } => Raw::from_parsed_text(format!(
+                r#"{{"resource":{resource},"scopeSpans":[{{"scope":{scope},"spans":[{span}]}}]}}"#
+            )),
+            RawSpan::Whole(value) => Raw::from(value.clone()),
         }
     }
 }
@@ -178,8 +169,10 @@ pub(super) fn from_request(
     for (r, rs) in resource_spans.iter().enumerate() {
         let group = *next_group;
         *next_group += 1;
-        let resource_value = Rc::new(rs.get("resource").cloned().unwrap_or_else(|| json!({})));
-        let resource = Rc::new(attributes(resource_value.get("attributes")));
+        let resource_value = rs.get("resource");
+        let resource = Rc::new(attributes(resource_value.and_then(|r| r.get("attributes"))));
+        let resource_text: Rc<str> =
+            resource_value.map_or_else(|| "{}".into(), |r| r.to_string().into());
         // `instrumentationLibrarySpans` is the pre-1.0 name of `scopeSpans`.
         let scopes = rs
             .get("scopeSpans")
@@ -187,12 +180,10 @@ pub(super) fn from_request(
             .and_then(Value::as_array)
             .unwrap_or(&empty);
         for (s, ss) in scopes.iter().enumerate() {
-            let scope = Rc::new(
-                ss.get("scope")
-                    .or_else(|| ss.get("instrumentationLibrary"))
-                    .cloned()
-                    .unwrap_or_else(|| json!({})),
-            );
+            let scope: Rc<str> = ss
+                .get("scope")
+                .or_else(|| ss.get("instrumentationLibrary"))
+                .map_or_else(|| "{}".into(), |s| s.to_string().into());
             let list = ss.get("spans").and_then(Value::as_array).unwrap_or(&empty);
             for (k, span) in list.iter().enumerate() {
                 let at = match position {
@@ -202,9 +193,9 @@ pub(super) fn from_request(
                 index += 1;
                 let path = format!("resourceSpans[{r}].scopeSpans[{s}].spans[{k}]");
                 let raw = RawSpan::Otlp {
-                    resource: Rc::clone(&resource_value),
+                    resource: Rc::clone(&resource_text),
                     scope: Rc::clone(&scope),
-                    span: span.clone(),
+                    span: span.to_string().into(),
                 };
                 match otlp_span(span, &resource, group, raw, at) {
                     Ok(record) => spans.push(record),
@@ -513,6 +504,7 @@ fn micros(value: &Value) -> Option<DateTime<Utc>> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn ids_are_lower_hex_and_base64_is_converted() {
