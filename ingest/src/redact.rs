@@ -343,12 +343,22 @@ impl Redactor {
     /// [`redact_json`](Self::redact_json) on JSON text, without building
     /// the tree: every string, keys included, is redacted where it stands,
     /// and strings stored under secret-named keys are replaced whole.
-    /// Returns `None` when nothing changed (or the text is not JSON).
+    /// Returns `None` when nothing changed. Text that turns out not to be
+    /// JSON is redacted as free text rather than kept as it is.
     pub fn redact_json_text(&self, text: &str) -> Option<String> {
         // Escapes are the only way a trigger could hide from one scan of the text.
         if !text.contains("\\u") && !self.json_triggers.is_match(text) {
             return None;
         }
+        match self.redact_json_strings(text) {
+            Some(redacted) => redacted,
+            None => self.redact_text(text),
+        }
+    }
+
+    /// The string-by-string pass of [`redact_json_text`](Self::redact_json_text);
+    /// `None` when a string literal does not parse.
+    fn redact_json_strings(&self, text: &str) -> Option<Option<String>> {
         let bytes = text.as_bytes();
         let mut out = String::new();
         let mut copied = 0;
@@ -386,10 +396,10 @@ impl Redactor {
             at = end;
         }
         if copied == 0 {
-            return None;
+            return Some(None);
         }
         out.push_str(&text[copied..]);
-        Some(out)
+        Some(Some(out))
     }
 
     /// Redacts every text column and the raw record of an event, then
@@ -407,6 +417,17 @@ mod tests {
 
     fn redactor() -> Redactor {
         Redactor::with_key(b"test-key".to_vec()).expect("rules compile")
+    }
+
+    #[test]
+    fn text_that_is_not_json_after_all_is_redacted_as_free_text() {
+        let r = redactor();
+        let token = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+        // `\x` is no JSON escape, so the first string literal does not parse.
+        let broken = format!(r#"{{"a": "bad \x escape", "b": "{token}"}}"#);
+        let clean = r.redact_json_text(&broken).expect("redacted");
+        assert!(!clean.contains(token), "{clean}");
+        assert!(clean.contains("redacted:github_token:"));
     }
 
     #[test]
