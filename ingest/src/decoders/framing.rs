@@ -2,6 +2,7 @@
 //! NDJSON lines, or YAML documents; and positions that tell a person where
 //! a bad record sits.
 
+use pipewatch_schema::Raw;
 use serde_json::Value;
 
 use super::Input;
@@ -43,19 +44,18 @@ pub struct Framed<'a> {
     pub bytes: &'a [u8],
 }
 
-impl<'a> Framed<'a> {
-    /// The record's own JSON text, when its bytes are the record alone (a
-    /// line, or a whole input) rather than a body it shares with others.
-    pub fn own_text(&self) -> Option<&'a str> {
-        own_text(self.position, self.bytes)
-    }
-}
-
-/// The JSON text of a parsed record at `position` whose bytes are `bytes`.
-pub(crate) fn own_text(position: Position, bytes: &[u8]) -> Option<&str> {
-    match position {
+/// An event's native record for a parsed record at `position` whose bytes
+/// are `bytes`: its own JSON text when those bytes are the record alone (a
+/// line, or a whole input), else the tree `tree` gives (an array element
+/// shares its bytes with the others).
+pub(crate) fn native_raw(position: Position, bytes: &[u8], tree: impl FnOnce() -> Value) -> Raw {
+    let own_text = match position {
         Position::Line(_) | Position::Whole => std::str::from_utf8(bytes).ok(),
         Position::Record(_) | Position::Document(_) | Position::Offset(_) => None,
+    };
+    match own_text {
+        Some(text) => Raw::from_parsed_text(text),
+        None => Raw::from(tree()),
     }
 }
 

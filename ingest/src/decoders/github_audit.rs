@@ -12,7 +12,7 @@
 //! as config changes rather than dropped, since most of them are.
 
 use chrono::{DateTime, Utc};
-use pipewatch_schema::{ActorKind, Category, Event, IdentityKind, Raw, RunnerHosting};
+use pipewatch_schema::{ActorKind, Category, Event, IdentityKind, RunnerHosting};
 use serde_json::Value;
 
 use super::github_webhook::{content_id, login_kind};
@@ -54,14 +54,13 @@ impl Decoder for GithubAudit {
             let result = framed
                 .parsed
                 .map_err(|e| (DeadLetterReason::Syntax, e))
-                .and_then(|record| decode_entry(record, input));
+                .and_then(|record| {
+                    let mut event = decode_entry(&record, input)?;
+                    event.raw = framing::native_raw(framed.position, framed.bytes, || record);
+                    Ok(event)
+                });
             match result {
-                Ok(mut event) => {
-                    if let Some(text) = framing::own_text(framed.position, framed.bytes) {
-                        event.raw = Raw::from_parsed_text(text);
-                    }
-                    out.events.push(event);
-                }
+                Ok(event) => out.events.push(event),
                 Err((reason, detail)) => {
                     out.reject(FORMAT, input, framed.position, reason, detail, framed.bytes);
                 }
@@ -109,23 +108,23 @@ fn strings(entry: &Value, name: &str) -> Vec<String> {
 
 type Rejected = (DeadLetterReason, String);
 
-fn decode_entry(entry: Value, input: &Input<'_>) -> Result<Event, Rejected> {
+fn decode_entry(entry: &Value, input: &Input<'_>) -> Result<Event, Rejected> {
     if !entry.is_object() {
         return Err((
             DeadLetterReason::UnknownShape,
             "audit-log entry is not a JSON object".to_owned(),
         ));
     }
-    let action = text(&entry, "action").ok_or_else(|| {
+    let action = text(entry, "action").ok_or_else(|| {
         (
             DeadLetterReason::MissingField,
             "audit-log entry has no action".to_owned(),
         )
     })?;
-    let event_time = entry_time(&entry, input)?;
+    let event_time = entry_time(entry, input)?;
     // Entries without `_document_id` (older exports, some git.* lines) get
     // a content hash, identical on every re-ingest of the same line.
-    let source_event_id = text(&entry, "_document_id").unwrap_or_else(|| content_id(&entry));
+    let source_event_id = text(entry, "_document_id").unwrap_or_else(|| content_id(entry));
     let category = category_of(&action);
     let mut event = Event::new(
         FORMAT.name(),
@@ -135,14 +134,13 @@ fn decode_entry(entry: Value, input: &Input<'_>) -> Result<Event, Rejected> {
         action.clone(),
         Value::Null,
     );
-    event.outcome = outcome_of(&action, &entry).to_owned();
-    fill_who(&mut event, &entry, &action);
-    fill_target(&mut event, &entry, &action);
+    event.outcome = outcome_of(&action, entry).to_owned();
+    fill_who(&mut event, entry, &action);
+    fill_target(&mut event, entry, &action);
     if action.starts_with("workflows.") {
-        fill_workflow(&mut event, &entry);
+        fill_workflow(&mut event, entry);
     }
     event.fill_duration();
-    event.raw = entry.into();
     Ok(event)
 }
 
@@ -449,7 +447,7 @@ mod tests {
                    "hashed_token": if access.is_null() { Value::Null } else { json!("h=") }})
         };
         let kind = |e: Value| {
-            let event = decode_entry(e, &Input::new("t", b"")).expect("decodes");
+            let event = decode_entry(&e, &Input::new("t", b"")).expect("decodes");
             (event.identity_kind, event.actor_kind, event.identity_id)
         };
         assert_eq!(
@@ -484,7 +482,7 @@ mod tests {
         let old = json!({"actor": "u", "action": "workflows.delete_workflow_run", "created_at": 1614296047285_i64,
                          "repo": "o/r", "data": {"workflow_run_id": 601065160, "head_branch": "main",
                          "head_sha": "c2b5", "event": "push", "started_at": "2021-02-25T23:29:00.000Z"}});
-        let event = decode_entry(old, &Input::new("t", b"")).expect("decodes");
+        let event = decode_entry(&old, &Input::new("t", b"")).expect("decodes");
         assert_eq!(event.category, Category::PipelineRun);
         assert_eq!(event.cicd_pipeline_run_id.as_deref(), Some("601065160"));
         assert_eq!(event.cicd_pipeline_trigger.as_deref(), Some("push"));
@@ -494,7 +492,7 @@ mod tests {
         let job = json!({"@timestamp": 1, "_document_id": "j", "action": "workflows.prepared_workflow_job",
                          "is_hosted_runner": false, "runner_labels": ["self-hosted", "gpu"],
                          "environment_name": "prod", "conclusion": null});
-        let event = decode_entry(job, &Input::new("t", b"")).expect("decodes");
+        let event = decode_entry(&job, &Input::new("t", b"")).expect("decodes");
         assert_eq!(event.category, Category::PipelineJob);
         assert_eq!(event.runner_hosting, Some(RunnerHosting::SelfHosted));
         assert_eq!(event.runner_ephemeral, None);
@@ -505,7 +503,7 @@ mod tests {
     #[test]
     fn refusals_and_conclusions_set_the_outcome() {
         let outcome = |e: Value| {
-            decode_entry(e, &Input::new("t", b""))
+            decode_entry(&e, &Input::new("t", b""))
                 .expect("decodes")
                 .outcome
         };

@@ -99,10 +99,7 @@ impl<'a> Parsed<'a> {
     /// The record's native form for an event: its own JSON text when its
     /// bytes are the record alone, else (an array element) a copy of its tree.
     pub fn raw(&self) -> Raw {
-        match framing::own_text(self.position, self.bytes) {
-            Some(text) => Raw::from_parsed_text(text),
-            None => Raw::from(self.value.clone()),
-        }
+        framing::native_raw(self.position, self.bytes, || self.value.clone())
     }
 }
 

@@ -3,7 +3,7 @@
 //! event; HMAC-ed values are kept exactly as Vault wrote them.
 //! Spec: <https://developer.hashicorp.com/vault/docs/audit>
 
-use pipewatch_schema::{ActorKind, Category, Event, IdentityKind, Raw};
+use pipewatch_schema::{ActorKind, Category, Event, IdentityKind};
 use serde_json::Value;
 
 use super::framing;
@@ -40,10 +40,7 @@ impl Decoder for VaultAudit {
             };
             match decode_line(&value, input) {
                 Ok(mut event) => {
-                    event.raw = match framing::own_text(framed.position, framed.bytes) {
-                        Some(text) => Raw::from_parsed_text(text),
-                        None => Raw::from(value),
-                    };
+                    event.raw = framing::native_raw(framed.position, framed.bytes, || value);
                     out.events.push(event);
                 }
                 Err((reason, detail)) => {
@@ -404,7 +401,8 @@ mod tests {
     #[test]
     fn bad_line_is_dead_lettered_and_the_rest_decode() {
         let req = serde_json::json!({"path": "secret/data/app", "operation": "read"});
-        let good = line("request", "r1", Value::Null, req.clone(), "");
+        // Spaced as a person or another tool might write it, unlike serde_json.
+        let good = line("request", "r1", Value::Null, req.clone(), "").replace(",", ", ");
         let no_id = r#"{"time":"2024-05-01T10:00:00Z","type":"response","request":{"path":"x"}}"#;
         let resp = line("response", "r1", Value::Null, req, "");
         let body = format!("{good}\n{no_id}\n{{broken\n{resp}\n");
@@ -412,6 +410,11 @@ mod tests {
         assert_eq!(out.events.len(), 2);
         assert_eq!(out.events[0].source_event_id, "r1:request");
         assert_eq!(out.events[1].source_event_id, "r1:response");
+        // A line keeps its own text as the record; an array element its tree.
+        assert_eq!(out.events[0].raw.json(), good);
+        let array = decode(format!("[{good}]").as_bytes());
+        let tree: Value = serde_json::from_str(&good).expect("JSON");
+        assert_eq!(array.events[0].raw, tree);
         assert_eq!(out.dead_letters.len(), 2);
         assert_eq!(out.dead_letters[0].reason, DeadLetterReason::MissingField);
         assert_eq!(out.dead_letters[0].position, Position::Line(2));
