@@ -203,6 +203,7 @@ async fn serve_dashboard(args: &Args, password: &str) -> anyhow::Result<()> {
     println!("\n-- Dashboard");
     println!("  open    http://{address}/");
     println!("  sign in as `{DEMO_USER}` with password {password}");
+    let shutdown = crate::serve::ShutdownSignal::listen()?;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let pg = crate::config::PgwireConfig {
         enabled: true,
@@ -232,7 +233,7 @@ async fn serve_dashboard(args: &Args, password: &str) -> anyhow::Result<()> {
         crate::config::ServerConfig::default(),
         stop_rx,
     ));
-    crate::serve::shutdown_signal().await;
+    shutdown.received().await;
     let _ = stop_tx.send(true);
     server.await.context("the dashboard server failed")?;
     if let Some(pg) = pg_server {

@@ -9,8 +9,10 @@ mod grpc;
 mod listener;
 mod notify;
 mod ops;
+mod signal;
 
 pub(crate) use listener::serve as serve_http;
+pub(crate) use signal::ShutdownSignal;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -52,6 +54,7 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         verbose,
     } = settings;
     let process = &config.process;
+    let shutdown = ShutdownSignal::listen()?;
     std::fs::create_dir_all(&data_dir)
         .with_context(|| format!("cannot create the data directory {}", data_dir.display()))?;
 
@@ -262,7 +265,7 @@ pub(crate) async fn run(settings: ServeSettings) -> anyhow::Result<()> {
         "pipewatch ready: POST events to http://{address}/ingest/…; stop with ctrl-c or SIGTERM"
     );
 
-    shutdown_signal().await;
+    shutdown.received().await;
     eprintln!("shutting down: no new requests; committing what was received");
     readiness.shutting_down.store(true, Ordering::Release);
     let _ = stop_tx.send(true);
@@ -364,33 +367,5 @@ fn warn_without_users(data_dir: &std::path::Path) {
         ),
         Ok(_) => {}
         Err(e) => eprintln!("warning: cannot read the dashboard's users: {e}"),
-    }
-}
-
-/// Resolves on ctrl-c or SIGTERM.
-pub(crate) async fn shutdown_signal() {
-    let ctrl_c = async {
-        if let Err(e) = tokio::signal::ctrl_c().await {
-            tracing::error!(error = %e, "cannot listen for ctrl-c");
-            std::future::pending::<()>().await;
-        }
-    };
-    #[cfg(unix)]
-    let terminate = async {
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(mut signal) => {
-                signal.recv().await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "cannot listen for SIGTERM");
-                std::future::pending::<()>().await;
-            }
-        }
-    };
-    #[cfg(not(unix))]
-    let terminate = std::future::pending::<()>();
-    tokio::select! {
-        () = ctrl_c => {}
-        () = terminate => {}
     }
 }

@@ -142,10 +142,26 @@ impl Server {
         }
     }
 
-    /// SIGTERM, then waits for a clean exit.
-    pub(crate) fn stop(self) -> ExitStatus {
+    /// SIGTERM, then waits for the exit; an unclean exit prints what the
+    /// server said, so a failing test shows why.
+    pub(crate) fn stop(mut self) -> ExitStatus {
         self.terminate();
-        self.wait(Duration::from_secs(60))
+        let startup = self.startup.clone();
+        let log = std::mem::replace(&mut self.log, mpsc::channel().1);
+        let status = self.wait(Duration::from_secs(60));
+        if !status.success() {
+            // The reader thread ends at the pipe's end, after the last line.
+            let mut rest = Vec::new();
+            while let Ok(line) = log.recv_timeout(Duration::from_secs(5)) {
+                rest.push(line);
+            }
+            eprintln!(
+                "pipewatch serve exited with {status}:\n{}\n{}",
+                startup.join("\n"),
+                rest.join("\n")
+            );
+        }
+        status
     }
 
     /// SIGKILL: no chance to flush anything.
