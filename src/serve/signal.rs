@@ -1,6 +1,6 @@
-//! Shutdown on ctrl-c or SIGTERM. The handlers are installed when the
-//! listener is made, before the process says it is ready, so a signal sent
-//! the moment "ready" is printed still gets an orderly shutdown.
+//! Shutdown on ctrl-c or SIGTERM. The handlers are installed when a
+//! [`ShutdownSignal`] is made, before the process says it is ready, so a
+//! signal sent the moment "ready" is printed still gets an orderly shutdown.
 
 use anyhow::Context;
 
