@@ -112,6 +112,16 @@ fn check_dir(dir: &str, expected: impl Fn(&str) -> Format) {
             "{dir}/{name}: duplicate event ids"
         );
 
+        let sample = format!("{dir}/{name}");
+        if format.decoder().lines_stand_alone() {
+            same_as_ndjson_lines(&sample, format, &input, &out.events, None);
+        } else if format == Format::Otlp {
+            // Spans of one request refer to each other, so the request is
+            // not repeated: an empty one makes the input NDJSON.
+            let empty = r#"{"resourceSpans":[]}"#;
+            same_as_ndjson_lines(&sample, format, &input, &out.events, Some(empty));
+        }
+
         let rows: Vec<serde_json::Value> = out
             .events
             .iter()
@@ -129,6 +139,71 @@ fn check_dir(dir: &str, expected: impl Fn(&str) -> Format) {
             insta::assert_yaml_snapshot!(snapshot, rows);
         });
     }
+}
+
+/// A JSON or YAML sample's records written one a line, as a log or a stream
+/// delivers them, decode to what the sample gives read whole (decoders read
+/// a line from its text, keeping only the fields they look at). A sample of
+/// one record is followed by `filler`, or else written twice, so that the
+/// input is NDJSON, not one document.
+fn same_as_ndjson_lines(
+    sample: &str,
+    format: Format,
+    whole: &Input<'_>,
+    expected: &[pipewatch_schema::Event],
+    filler: Option<&str>,
+) {
+    use decoders::framing;
+    let records: Vec<serde_json::Value> = if framing::looks_like_json(whole.bytes) {
+        match serde_json::from_slice(whole.bytes) {
+            Ok(serde_json::Value::Array(items)) => items,
+            Ok(other) => vec![other],
+            // A console dump: JavaScript object syntax, not JSON.
+            Err(_) => return,
+        }
+    } else {
+        // YAML documents, as collectors' golden files are written.
+        let documents = framing::yaml_documents(whole.bytes)
+            .into_iter()
+            .map(|framed| framed.parsed())
+            .collect::<Result<_, _>>();
+        documents.unwrap_or_else(|e| panic!("{sample}: YAML: {e}"))
+    };
+    let mut lines: String = records.iter().map(|r| format!("{r}\n")).collect();
+    let mut expected = expected.to_vec();
+    match filler {
+        Some(filler) => lines.push_str(filler),
+        None if records.len() == 1 => {
+            lines = lines.repeat(2);
+            expected.extend_from_slice(&expected.clone());
+        }
+        None => {}
+    }
+    let input = Input {
+        bytes: lines.as_bytes(),
+        ..*whole
+    };
+    let (_, out) = decoders::decode(Some(format), &input);
+    assert!(
+        out.dead_letters.is_empty(),
+        "{sample} as NDJSON: dead letters: {:#?}",
+        out.dead_letters
+    );
+    let as_rows = |events: &[pipewatch_schema::Event]| -> Vec<serde_json::Value> {
+        events
+            .iter()
+            .map(|e| {
+                let mut row = serde_json::to_value(e).expect("serializable event");
+                row["raw"] = e.raw.to_value();
+                row
+            })
+            .collect()
+    };
+    assert_eq!(
+        as_rows(&out.events),
+        as_rows(&expected),
+        "{sample}: its records read as NDJSON lines decode differently"
+    );
 }
 
 #[test]

@@ -6,6 +6,7 @@ use pipewatch_schema::Raw;
 use serde_json::Value;
 
 use super::Input;
+use super::prune::{self, Keep};
 
 /// Where a record sits inside its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -35,13 +36,58 @@ impl std::fmt::Display for Position {
     }
 }
 
-/// One framed record: its position, and either the parsed value or why it
-/// did not parse, with the record's own bytes for the dead-letter store.
+/// One framed record: its position, its own bytes (for the dead-letter
+/// store), and its tree or why it did not parse. An NDJSON line is parsed
+/// only when its tree is asked for, so a decoder with a typed view of the
+/// format can read the line's text directly instead.
 #[derive(Debug)]
 pub struct Framed<'a> {
     pub position: Position,
-    pub parsed: Result<Value, String>,
     pub bytes: &'a [u8],
+    tree: Tree,
+}
+
+#[derive(Debug)]
+enum Tree {
+    Parsed(Result<Value, String>),
+    /// A line whose bytes are the whole record, not parsed yet.
+    Deferred,
+}
+
+impl<'a> Framed<'a> {
+    fn parsed_as(position: Position, bytes: &'a [u8], parsed: Result<Value, String>) -> Self {
+        Framed {
+            position,
+            bytes,
+            tree: Tree::Parsed(parsed),
+        }
+    }
+
+    /// The record's own JSON text when it has not been parsed into a tree
+    /// (an NDJSON line).
+    pub fn unparsed(&self) -> Option<&'a [u8]> {
+        matches!(self.tree, Tree::Deferred).then_some(self.bytes)
+    }
+
+    /// The record's tree keeping only what `keep` names when the record is
+    /// still its own text (an NDJSON line); a record parsed already (a
+    /// whole document, an array element) keeps its whole tree.
+    pub(crate) fn parsed_keeping(self, keep: &'static Keep) -> Result<Value, String> {
+        match (&self.tree, std::str::from_utf8(self.bytes)) {
+            (Tree::Deferred, Ok(text)) => prune::parse(text, keep),
+            _ => self.parsed(),
+        }
+    }
+
+    /// The record's tree, parsed now if it was not yet; or why it is not JSON.
+    pub fn parsed(self) -> Result<Value, String> {
+        match self.tree {
+            Tree::Parsed(parsed) => parsed,
+            Tree::Deferred => {
+                serde_json::from_slice(self.bytes).map_err(|e| format!("invalid JSON: {e}"))
+            }
+        }
+    }
 }
 
 /// An event's native record for a parsed record at `position` whose bytes
@@ -93,25 +139,17 @@ pub fn json_records<'a>(input: &Input<'a>) -> Records<'a> {
             Value::Array(items) => items
                 .into_iter()
                 .enumerate()
-                .map(|(i, v)| Framed {
-                    position: Position::Record(i),
-                    parsed: Ok(v),
-                    bytes: body,
-                })
+                .map(|(i, v)| Framed::parsed_as(Position::Record(i), body, Ok(v)))
                 .collect(),
-            other => vec![Framed {
-                position: Position::Whole,
-                parsed: Ok(other),
-                bytes: body,
-            }],
+            other => vec![Framed::parsed_as(Position::Whole, body, Ok(other))],
         };
         return Records::Parsed(framed.into_iter());
     }
     Records::Lines(Lines::new(bytes, 1))
 }
 
-/// The records of an input. NDJSON lines are parsed one at a time as they
-/// are taken, so only the record in hand is held as a tree.
+/// The records of an input. NDJSON lines are parsed one at a time, when
+/// their tree is asked for, so at most the record in hand is held as a tree.
 #[derive(Debug)]
 pub enum Records<'a> {
     Parsed(std::vec::IntoIter<Framed<'a>>),
@@ -129,7 +167,7 @@ impl<'a> Iterator for Records<'a> {
     }
 }
 
-/// The non-blank lines of an NDJSON input, each parsed as it is taken.
+/// The non-blank lines of an NDJSON input, each parsed when its tree is asked for.
 #[derive(Debug)]
 pub struct Lines<'a> {
     rest: &'a [u8],
@@ -163,8 +201,8 @@ impl<'a> Iterator for Lines<'a> {
             }
             return Some(Framed {
                 position: Position::Line(number),
-                parsed: serde_json::from_slice(line).map_err(|e| format!("invalid JSON: {e}")),
                 bytes: line,
+                tree: Tree::Deferred,
             });
         }
         None
@@ -184,15 +222,14 @@ pub fn yaml_documents(bytes: &[u8]) -> Vec<Framed<'_>> {
             });
         match parsed {
             Ok(Value::Null) => {}
-            parsed => out.push(Framed {
-                position: Position::Document(i),
-                parsed,
-                bytes,
-            }),
-        }
-        // A syntax error ends the stream: the parser cannot resynchronise.
-        if out.last().is_some_and(|f| f.parsed.is_err()) {
-            break;
+            parsed => {
+                let failed = parsed.is_err();
+                out.push(Framed::parsed_as(Position::Document(i), bytes, parsed));
+                // A syntax error ends the stream: the parser cannot resynchronise.
+                if failed {
+                    break;
+                }
+            }
         }
     }
     out
@@ -315,7 +352,7 @@ pub fn first_record(bytes: &[u8]) -> Option<Value> {
     }
     yaml_documents(body)
         .into_iter()
-        .find_map(|framed| framed.parsed.ok())
+        .find_map(|framed| framed.parsed().ok())
         .filter(|v| v.is_object())
 }
 
@@ -326,12 +363,17 @@ mod tests {
     #[test]
     fn ndjson_keeps_good_lines_around_a_bad_one() {
         let input = b"{\"a\":1}\nnot json\n\n{\"a\":2}\n";
-        let framed: Vec<Framed<'_>> = json_records(&Input::new("t", input)).collect();
-        assert_eq!(framed.len(), 3);
-        assert_eq!(framed[1].position, Position::Line(2));
-        assert!(framed[1].parsed.is_err());
-        assert_eq!(framed[2].position, Position::Line(4));
-        assert!(framed[2].parsed.is_ok());
+        let framed: Vec<(Position, bool)> = json_records(&Input::new("t", input))
+            .map(|f| (f.position, f.parsed().is_ok()))
+            .collect();
+        assert_eq!(
+            framed,
+            [
+                (Position::Line(1), true),
+                (Position::Line(2), false),
+                (Position::Line(4), true)
+            ]
+        );
     }
 
     #[test]
@@ -344,12 +386,12 @@ mod tests {
 
     #[test]
     fn yaml_streams_yield_documents() {
-        let framed = yaml_documents(b"a: 1\n---\nb: [1, 2]\n");
+        let framed: Vec<Value> = yaml_documents(b"a: 1\n---\nb: [1, 2]\n")
+            .into_iter()
+            .map(|f| f.parsed().expect("parsed"))
+            .collect();
         assert_eq!(framed.len(), 2);
-        assert_eq!(
-            framed[1].parsed.as_ref().expect("parsed"),
-            &serde_json::json!({"b": [1, 2]})
-        );
+        assert_eq!(framed[1], serde_json::json!({"b": [1, 2]}));
     }
 
     #[test]
@@ -371,10 +413,10 @@ mod tests {
         let framed: Vec<(Position, bool)> = pieces
             .iter()
             .flat_map(json_records)
-            .map(|f| (f.position, f.parsed.is_ok()))
+            .map(|f| (f.position, f.parsed().is_ok()))
             .collect();
         let whole: Vec<(Position, bool)> = json_records(&input)
-            .map(|f| (f.position, f.parsed.is_ok()))
+            .map(|f| (f.position, f.parsed().is_ok()))
             .collect();
         assert_eq!(framed, whole);
         assert_eq!(framed[41], (Position::Line(42), false));

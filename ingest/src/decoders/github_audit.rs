@@ -51,18 +51,19 @@ impl Decoder for GithubAudit {
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
         for framed in framing::json_records(input) {
+            let (position, bytes) = (framed.position, framed.bytes);
             let result = framed
-                .parsed
+                .parsed()
                 .map_err(|e| (DeadLetterReason::Syntax, e))
                 .and_then(|record| {
                     let mut event = decode_entry(&record, input)?;
-                    event.raw = framing::native_raw(framed.position, framed.bytes, || record);
+                    event.raw = framing::native_raw(position, bytes, || record);
                     Ok(event)
                 });
             match result {
                 Ok(event) => out.events.push(event),
                 Err((reason, detail)) => {
-                    out.reject(FORMAT, input, framed.position, reason, detail, framed.bytes);
+                    out.reject(FORMAT, input, position, reason, detail, bytes);
                 }
             }
         }

@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 
 pub mod framing;
+mod prune;
 mod util;
 
 mod argocd;
@@ -114,20 +115,17 @@ impl DecodeOutput {
     ) -> Vec<Parsed<'a>> {
         let mut good = Vec::new();
         for record in framed {
-            match record.parsed {
+            let (position, bytes) = (record.position, record.bytes);
+            match record.parsed() {
                 Ok(value) => good.push(Parsed {
-                    position: record.position,
+                    position,
                     value,
-                    bytes: record.bytes,
+                    bytes,
                 }),
-                Err(detail) => self.reject(
-                    format,
-                    input,
-                    record.position,
-                    DeadLetterReason::Syntax,
-                    detail,
-                    record.bytes,
-                ),
+                Err(detail) => {
+                    let reason = DeadLetterReason::Syntax;
+                    self.reject(format, input, position, reason, detail, bytes);
+                }
             }
         }
         good

@@ -7,6 +7,7 @@ use pipewatch_schema::{ActorKind, Category, Event, IdentityKind};
 use serde_json::Value;
 
 use super::framing;
+use super::prune::Keep;
 use super::util::{record_time, str_at};
 use super::{DecodeOutput, Decoder, Format, Input};
 use crate::dead_letter::DeadLetterReason;
@@ -30,33 +31,70 @@ impl Decoder for VaultAudit {
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
         for framed in framing::json_records(input) {
-            let value = match framed.parsed {
+            let (position, bytes) = (framed.position, framed.bytes);
+            let value = match framed.parsed_keeping(&READ) {
                 Ok(value) => value,
                 Err(error) => {
                     let reason = DeadLetterReason::Syntax;
-                    out.reject(FORMAT, input, framed.position, reason, error, framed.bytes);
+                    out.reject(FORMAT, input, position, reason, error, bytes);
                     continue;
                 }
             };
             match decode_line(&value, input) {
                 Ok(mut event) => {
-                    event.raw = framing::native_raw(framed.position, framed.bytes, || value);
+                    event.raw = framing::native_raw(position, bytes, || value);
                     out.events.push(event);
                 }
                 Err((reason, detail)) => {
-                    let bytes = match framed.position {
+                    let bytes = match position {
                         // Array elements share the whole body; keep only this one.
                         framing::Position::Record(_) => {
                             serde_json::to_vec(&value).unwrap_or_default()
                         }
-                        _ => framed.bytes.to_vec(),
+                        _ => bytes.to_vec(),
                     };
-                    out.reject(FORMAT, input, framed.position, reason, detail, &bytes);
+                    out.reject(FORMAT, input, position, reason, detail, &bytes);
                 }
             }
         }
     }
 }
+
+/// The fields of a line the decoder reads; request and response data,
+/// the bulk of a line, are skipped when a line is read from its text.
+static READ: Keep = Keep::Fields(&[
+    ("time", Keep::All),
+    ("type", Keep::All),
+    ("error", Keep::All),
+    (
+        "auth",
+        Keep::Fields(&[
+            ("accessor", Keep::All),
+            ("display_name", Keep::All),
+            ("metadata", Keep::All),
+            ("policies", Keep::All),
+            ("token_policies", Keep::All),
+        ]),
+    ),
+    (
+        "request",
+        Keep::Fields(&[
+            ("id", Keep::All),
+            ("path", Keep::All),
+            ("operation", Keep::All),
+            ("mount_type", Keep::All),
+            ("namespace", Keep::All),
+            ("remote_address", Keep::All),
+            ("headers", Keep::Fields(&[("user-agent", Keep::All)])),
+            ("client_token", Keep::All),
+            ("client_token_accessor", Keep::All),
+        ]),
+    ),
+    (
+        "response",
+        Keep::Fields(&[("auth", Keep::Fields(&[("accessor", Keep::All)]))]),
+    ),
+]);
 
 type Reject = (DeadLetterReason, String);
 

@@ -18,6 +18,7 @@ use pipewatch_schema::{ActorKind, Category, Event};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
+use super::prune::Keep;
 use super::util::{org_of, outcome_word, str_at};
 use super::{DecodeOutput, Decoder, Format, Input, framing};
 use crate::dead_letter::DeadLetterReason;
@@ -69,6 +70,15 @@ impl EventType {
             EventType::BranchProtectionRule => "branch_protection_rule",
             EventType::Installation => "installation",
         }
+    }
+
+    /// Payloads with no native id: their events are identified by a hash
+    /// of the whole payload.
+    fn identified_by_content(self) -> bool {
+        matches!(
+            self,
+            EventType::WorkflowDispatch | EventType::BranchProtectionRule | EventType::Installation
+        )
     }
 
     fn from_header(header: &str) -> Option<EventType> {
@@ -164,9 +174,18 @@ impl Decoder for GithubWebhook {
 
     fn decode(&self, input: &Input<'_>, out: &mut DecodeOutput) {
         let hinted = input.type_hint.map(|h| (h, EventType::from_header(h)));
-        for framed in out.parsed(FORMAT, input, framing::json_records(input)) {
-            let record = &framed.value;
-            let result = match hinted {
+        for framed in framing::json_records(input) {
+            let (position, bytes) = (framed.position, framed.bytes);
+            let read_in_part = framed.unparsed().is_some();
+            let record = match framed.parsed_keeping(&READ) {
+                Ok(record) => record,
+                Err(detail) => {
+                    let reason = DeadLetterReason::Syntax;
+                    out.reject(FORMAT, input, position, reason, detail, bytes);
+                    continue;
+                }
+            };
+            let kind = match hinted {
                 Some((header, None)) => Err(Reject {
                     reason: DeadLetterReason::UnknownShape,
                     detail: format!(
@@ -175,33 +194,69 @@ impl Decoder for GithubWebhook {
                         supported()
                     ),
                 }),
-                Some((_, Some(kind))) => decode_payload(kind, record, input),
-                None => match EventType::from_shape(record) {
-                    Some(kind) => decode_payload(kind, record, input),
-                    None => Err(unknown_shape(record)),
-                },
+                Some((_, Some(kind))) => Ok(kind),
+                None => EventType::from_shape(&record).ok_or_else(|| unknown_shape(&record)),
             };
+            let result = kind.and_then(|kind| {
+                if read_in_part && kind.identified_by_content() {
+                    let whole: Value = serde_json::from_slice(bytes)
+                        .map_err(|e| Reject::invalid(format!("invalid JSON: {e}")))?;
+                    decode_payload(kind, &whole, input)
+                } else {
+                    decode_payload(kind, &record, input)
+                }
+            });
             match result {
                 Ok(events) => {
                     // Every event of a payload keeps the payload as its record.
-                    let raw = framed.raw();
+                    let raw = framing::native_raw(position, bytes, || record);
                     out.events.extend(events.into_iter().map(|mut event| {
                         event.raw = raw.clone();
                         event
                     }));
                 }
-                Err(reject) => out.reject(
-                    FORMAT,
-                    input,
-                    framed.position,
-                    reject.reason,
-                    reject.detail,
-                    framed.bytes,
-                ),
+                Err(reject) => {
+                    out.reject(FORMAT, input, position, reject.reason, reject.detail, bytes)
+                }
             }
         }
     }
 }
+
+/// A GitHub user object as the decoder reads it.
+const USER: Keep = Keep::Fields(&[
+    ("login", Keep::All),
+    ("name", Keep::All),
+    ("type", Keep::All),
+]);
+
+/// What a payload line is read into: everything but the repository,
+/// organisation and user objects every payload repeats, of which only
+/// the fields the decoder reads are kept. Payloads identified by a hash of
+/// their content are read again whole (see [`EventType::identified_by_content`]).
+static READ: Keep = Keep::Every(&[
+    (
+        "repository",
+        Keep::Fields(&[
+            ("full_name", Keep::All),
+            ("default_branch", Keep::All),
+            ("pushed_at", Keep::All),
+            ("owner", Keep::Fields(&[("login", Keep::All)])),
+        ]),
+    ),
+    ("organization", Keep::Fields(&[("login", Keep::All)])),
+    ("sender", USER),
+    (
+        "workflow_run",
+        Keep::Every(&[
+            ("repository", Keep::Fields(&[("full_name", Keep::All)])),
+            ("head_repository", Keep::Fields(&[("full_name", Keep::All)])),
+            ("head_commit", Keep::Fields(&[])),
+            ("actor", USER),
+            ("triggering_actor", USER),
+        ]),
+    ),
+]);
 
 /// Whether payloads sent with this `X-GitHub-Event` header are decoded.
 pub(in crate::decoders) fn decodes_event_type(header: &str) -> bool {

@@ -161,25 +161,31 @@ fn requests<'a>(
 ) {
     let mut group = 0;
     for record in framed {
-        match record.parsed {
+        let (position, bytes) = (record.position, record.bytes);
+        if let Some(text) = record.unparsed().and_then(|b| std::str::from_utf8(b).ok())
+            && span::from_request_text(text, position, &mut group, spans, bad)
+        {
+            continue;
+        }
+        match record.parsed() {
             Err(detail) => out.reject(
                 FORMAT,
                 input,
-                record.position,
+                position,
                 DeadLetterReason::Syntax,
                 detail,
-                record.bytes,
+                bytes,
             ),
             Ok(value) if value.get("resourceSpans").is_some_and(Value::is_array) => {
-                span::from_request(&value, record.position, &mut group, spans, bad);
+                span::from_request(&value, position, &mut group, spans, bad);
             }
             Ok(_) => out.reject(
                 FORMAT,
                 input,
-                record.position,
+                position,
                 DeadLetterReason::UnknownShape,
                 "record has no resourceSpans array: not an OTLP ExportTraceServiceRequest",
-                record.bytes,
+                bytes,
             ),
         }
     }

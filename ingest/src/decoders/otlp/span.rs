@@ -6,6 +6,7 @@ use std::rc::Rc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use pipewatch_schema::Raw;
+use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
 use crate::dead_letter::DeadLetterReason;
@@ -208,6 +209,98 @@ pub(super) fn from_request(
             }
         }
     }
+}
+
+/// An `ExportTraceServiceRequest` line as it is read from its text: each
+/// span, resource and scope stays text until it is read on its own, so a
+/// span's native record is its own text, not a serialized tree.
+#[derive(serde::Deserialize)]
+struct RequestText<'a> {
+    #[serde(rename = "resourceSpans", borrow)]
+    resource_spans: Vec<ResourceSpansText<'a>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ResourceSpansText<'a> {
+    #[serde(borrow)]
+    resource: Option<&'a RawValue>,
+    #[serde(rename = "scopeSpans", borrow)]
+    scope_spans: Option<Vec<ScopeSpansText<'a>>>,
+    /// The pre-1.0 name of `scopeSpans`.
+    #[serde(rename = "instrumentationLibrarySpans", borrow)]
+    library_spans: Option<Vec<ScopeSpansText<'a>>>,
+}
+
+#[derive(serde::Deserialize)]
+struct ScopeSpansText<'a> {
+    #[serde(borrow)]
+    scope: Option<&'a RawValue>,
+    /// The pre-1.0 name of `scope`.
+    #[serde(rename = "instrumentationLibrary", borrow)]
+    library: Option<&'a RawValue>,
+    #[serde(borrow, default)]
+    spans: Vec<&'a RawValue>,
+}
+
+/// Reads every span of one OTLP/JSON request from its text, as
+/// [`from_request`] reads its tree. `false`, with nothing read, when the
+/// text does not have the request's shape: the caller then reads the tree,
+/// which says what is wrong with it.
+pub(super) fn from_request_text(
+    text: &str,
+    position: Position,
+    next_group: &mut usize,
+    spans: &mut Vec<SpanRecord>,
+    bad: &mut Vec<BadSpan>,
+) -> bool {
+    let Ok(request) = serde_json::from_str::<RequestText<'_>>(text) else {
+        return false;
+    };
+    let mut index = 0usize;
+    for (r, rs) in request.resource_spans.iter().enumerate() {
+        let group = *next_group;
+        *next_group += 1;
+        let resource_tree = rs
+            .resource
+            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
+        let resource = Rc::new(attributes(
+            resource_tree.as_ref().and_then(|r| r.get("attributes")),
+        ));
+        let resource_text: Rc<str> = rs.resource.map_or_else(|| "{}".into(), |r| r.get().into());
+        let scopes = rs
+            .scope_spans
+            .as_deref()
+            .or(rs.library_spans.as_deref())
+            .unwrap_or_default();
+        for (s, ss) in scopes.iter().enumerate() {
+            let scope: Rc<str> = ss
+                .scope
+                .or(ss.library)
+                .map_or_else(|| "{}".into(), |s| s.get().into());
+            for (k, span_text) in ss.spans.iter().enumerate() {
+                let at = match position {
+                    Position::Whole => Position::Record(index),
+                    other => other,
+                };
+                index += 1;
+                let raw = RawSpan::Otlp {
+                    resource: Rc::clone(&resource_text),
+                    scope: Rc::clone(&scope),
+                    span: span_text.get().into(),
+                };
+                let span = serde_json::from_str::<Value>(span_text.get()).unwrap_or(Value::Null);
+                match otlp_span(&span, &resource, group, raw, at) {
+                    Ok(record) => spans.push(record),
+                    Err((reason, detail)) => bad.push(BadSpan {
+                        position: at,
+                        reason,
+                        detail: format!("resourceSpans[{r}].scopeSpans[{s}].spans[{k}]: {detail}"),
+                    }),
+                }
+            }
+        }
+    }
+    true
 }
 
 /// Why a span was rejected.
