@@ -3,7 +3,7 @@
 //! splits an input into records (single document, JSON array, NDJSON, YAML).
 
 use chrono::{DateTime, Utc};
-use pipewatch_schema::{Event, Raw};
+use pipewatch_schema::Event;
 use serde_json::Value;
 
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
@@ -94,14 +94,6 @@ pub struct Parsed<'a> {
     pub position: Position,
     pub value: Value,
     pub bytes: &'a [u8],
-}
-
-impl<'a> Parsed<'a> {
-    /// The record's native form for an event: its own JSON text when its
-    /// bytes are the record alone, else (an array element) a copy of its tree.
-    pub fn raw(&self) -> Raw {
-        framing::native_raw(self.position, self.bytes, || self.value.clone())
-    }
 }
 
 impl DecodeOutput {

@@ -63,11 +63,7 @@ impl<'de> Visitor<'de> for Pruning {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
         let mut object = Map::new();
-        let seed = FieldIndex {
-            fields: self.fields,
-            others: self.others,
-        };
-        while let Some(found) = map.next_key_seed(seed)? {
+        while let Some(found) = map.next_key_seed(FieldIndex(self))? {
             match found {
                 Field::Named(index) => {
                     let (name, keep) = &self.fields[index];
@@ -146,10 +142,7 @@ enum Field {
 /// Matches an object key against the named fields, allocating only for
 /// other fields that are kept.
 #[derive(Clone, Copy)]
-struct FieldIndex {
-    fields: &'static [(&'static str, Keep)],
-    others: bool,
-}
+struct FieldIndex(Pruning);
 
 impl<'de> DeserializeSeed<'de> for FieldIndex {
     type Value = Field;
@@ -168,9 +161,9 @@ impl<'de> Visitor<'de> for FieldIndex {
 
     fn visit_str<E: de::Error>(self, key: &str) -> Result<Field, E> {
         Ok(
-            match self.fields.iter().position(|(name, _)| *name == key) {
+            match self.0.fields.iter().position(|(name, _)| *name == key) {
                 Some(index) => Field::Named(index),
-                None if self.others => Field::Other(key.to_owned()),
+                None if self.0.others => Field::Other(key.to_owned()),
                 None => Field::Skipped,
             },
         )
