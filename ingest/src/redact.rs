@@ -140,6 +140,23 @@ fn entropy(s: &str) -> f64 {
         .sum()
 }
 
+/// Whether a `secret_assignment` match spanning `start..value` is one
+/// segment of a colon-delimited identifier rather than an assignment:
+/// `system:serviceaccount:external-secrets:external-secrets` or
+/// `arn:aws:secretsmanager:...:secret:prod/db` name a secret, they hold none.
+/// It is when the match follows a `:` and its separator is a bare `:`,
+/// with no quote or whitespace around it.
+fn is_identifier_segment(text: &str, start: usize, value: usize) -> bool {
+    let bytes = text.as_bytes();
+    let follows_colon = start > 0 && bytes.get(start - 1) == Some(&b':');
+    let bare_colon = value >= 2
+        && bytes.get(value - 1) == Some(&b':')
+        && bytes
+            .get(value - 2)
+            .is_some_and(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-'));
+    follows_colon && bare_colon
+}
+
 /// Literals at least one of which every rule's match contains, matched
 /// case-insensitively: a string with none of them cannot hold a secret any
 /// rule finds, so the regular expressions are skipped for it (most strings).
@@ -289,7 +306,10 @@ impl Redactor {
                 }
                 // Generic assignments must look random, so `password=changeme`
                 // in a policy message stays readable while real secrets do not.
-                if *name == "secret_assignment" && entropy(value) < 3.0 {
+                if *name == "secret_assignment"
+                    && (entropy(value) < 3.0
+                        || is_identifier_segment(&out, whole.start(), secret.start()))
+                {
                     continue;
                 }
                 result.push_str(&out[last..secret.start()]);
@@ -477,6 +497,33 @@ mod tests {
             "password=changeme",
         ] {
             assert_eq!(r.redact_text(keep), None, "{keep} should stay");
+        }
+    }
+
+    #[test]
+    fn identities_and_resource_names_that_mention_secrets_are_kept() {
+        let r = redactor();
+        for keep in [
+            "system:serviceaccount:external-secrets:external-secrets",
+            "system:serviceaccount:vault-secrets:token-reviewer-x9Qz",
+            "arn:aws:secretsmanager:eu-west-1:123456789012:secret:prod/db-credentials-Ab3xZ9",
+        ] {
+            assert_eq!(r.redact_text(keep), None, "{keep} should stay");
+        }
+        // The same words in assignment form are still secrets.
+        for secret in [
+            "password:Xk9mQ2vL7pR4",
+            "login with token: Xk9mQ2vL7pR4",
+            "client_secret=Xk9mQ2vL7pR4",
+            "api_key:\"Xk9mQ2vL7pR4\"",
+            "cfg:password:Xk9mQ2vL7pR4 \"password\":\"Yk9mQ2vL7pR4\"",
+        ] {
+            let clean = r.redact_text(secret).unwrap_or_default();
+            assert!(
+                clean.contains("redacted:secret_assignment:"),
+                "{secret} -> {clean}"
+            );
+            assert!(!clean.contains("Yk9mQ2vL7pR4"), "{secret} -> {clean}");
         }
     }
 
