@@ -254,6 +254,32 @@ impl EventBatchBuilder {
         }
     }
 
+    /// An empty builder with room for `rows` events whose raw records
+    /// total `raw_bytes`, so that appending them never regrows a column.
+    pub fn with_capacity(rows: usize, raw_bytes: usize) -> Self {
+        // Most text columns are short names and ids; a longer one regrows.
+        const TEXT_BYTES_PER_ROW: usize = 32;
+        let text = |i| {
+            let bytes = if i == RAW_TEXT {
+                raw_bytes
+            } else {
+                rows * TEXT_BYTES_PER_ROW
+            };
+            StringBuilder::with_capacity(rows, bytes)
+        };
+        EventBatchBuilder {
+            text: (0..TEXT_COLUMNS).map(text).collect(),
+            times: (0..3)
+                .map(|_| TimestampMicrosecondBuilder::with_capacity(rows))
+                .collect(),
+            ints: (0..5).map(|_| Int64Builder::with_capacity(rows)).collect(),
+            bools: (0..3).map(|_| BooleanBuilder::with_capacity(rows)).collect(),
+            floats: vec![Float64Builder::with_capacity(rows)],
+            labels: ListBuilder::with_capacity(StringBuilder::new(), rows),
+            rows: 0,
+        }
+    }
+
     /// Number of events appended since the last [`finish`](Self::finish).
     pub fn len(&self) -> usize {
         self.rows

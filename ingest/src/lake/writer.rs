@@ -162,12 +162,14 @@ impl LakeWriter {
             if events.is_empty() {
                 continue;
             }
-            events.sort_by(|a, b| {
+            // Sorting references moves a pointer per swap instead of an event.
+            let mut sorted: Vec<&Event> = events.iter().collect();
+            sorted.sort_by(|a, b| {
                 a.event_time
                     .cmp(&b.event_time)
                     .then_with(|| a.event_id.cmp(&b.event_id))
             });
-            let written = write_partition(&self.root, &self.properties, partition, &events, stem);
+            let written = write_partition(&self.root, &self.properties, partition, &sorted, stem);
             let (file, batches) = match written {
                 Ok(written) => written,
                 Err(e) => {
@@ -196,7 +198,7 @@ fn write_partition(
     root: &Path,
     properties: &WriterProperties,
     partition: PartitionPath,
-    events: &[Event],
+    events: &[&Event],
     stem: Option<&str>,
 ) -> Result<(String, Vec<RecordBatch>), IngestError> {
     let stem = match stem {
@@ -217,9 +219,10 @@ fn write_partition(
     let path = DataFilePath::new(partition, stem)?;
     let target = root.join(path.relative());
 
-    let mut builder = EventBatchBuilder::new();
     let mut batches = Vec::with_capacity(events.len() / ROW_GROUP_ROWS + 1);
     for chunk in events.chunks(ROW_GROUP_ROWS) {
+        let raw_bytes = chunk.iter().map(|e| e.raw.json().len()).sum();
+        let mut builder = EventBatchBuilder::with_capacity(chunk.len(), raw_bytes);
         for event in chunk {
             builder.append(event)?;
         }
