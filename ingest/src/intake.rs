@@ -490,7 +490,7 @@ impl Committer {
                     *committed.entry((source, format.clone())).or_default() += 1;
                 }
             }
-            let report = self.writer.commit_named(events, stem.as_deref())?;
+            let report = self.writer.commit_named(&events, stem.as_deref())?;
             for id in &report.duplicate_ids {
                 if let Some((index, source, format)) = owners.get(id) {
                     if let Some(ack) = acks.get_mut(*index) {

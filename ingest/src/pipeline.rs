@@ -138,7 +138,11 @@ impl Ingestor {
                 .dead_lettered += out.dead_letters.len();
             self.dead_letters.store(&out.dead_letters)?;
             dead_letters.extend(out.dead_letters);
-            self.pending.extend(out.events);
+            if self.pending.is_empty() {
+                self.pending = out.events;
+            } else {
+                self.pending.extend(out.events);
+            }
             self.commit_full_batches()?;
             done += piece.bytes.len();
             progress(done);
@@ -150,26 +154,38 @@ impl Ingestor {
     pub fn flush(&mut self) -> Result<(), IngestError> {
         self.commit_full_batches()?;
         let rest = std::mem::take(&mut self.pending);
-        self.commit(rest)
+        self.commit(&rest)
     }
 
     /// Commits the queued events a full batch at a time, so a large input
     /// becomes durable piece by piece and each file stays a manageable
     /// size; what does not fill a batch waits for more.
     fn commit_full_batches(&mut self) -> Result<(), IngestError> {
-        while self.pending.len() >= self.batch_events {
-            let rest = self.pending.split_off(self.batch_events);
-            let batch = std::mem::replace(&mut self.pending, rest);
-            self.commit(batch)?;
+        let full = self.pending.len() / self.batch_events * self.batch_events;
+        if full == 0 {
+            return Ok(());
         }
-        Ok(())
+        let pending = std::mem::take(&mut self.pending);
+        let mut committed = 0;
+        let mut result = Ok(());
+        for batch in pending[..full].chunks(self.batch_events) {
+            result = self.commit(batch);
+            if result.is_err() {
+                break;
+            }
+            committed += batch.len();
+        }
+        // What a failed commit did not store stays queued.
+        self.pending = pending;
+        self.pending.drain(..committed);
+        result
     }
 
-    fn commit(&mut self, events: Vec<Event>) -> Result<(), IngestError> {
+    fn commit(&mut self, events: &[Event]) -> Result<(), IngestError> {
         if events.is_empty() {
             return Ok(());
         }
-        let report = self.writer.commit(events)?;
+        let report = self.writer.commit_named(events, None)?;
         self.summary.files_committed += report.files.len();
         for (source, (written, duplicates)) in report.per_source {
             let totals = self.summary.formats.entry(source).or_default();

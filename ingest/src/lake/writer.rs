@@ -127,7 +127,7 @@ impl LakeWriter {
     /// sorts by time and writes one file per partition. Each file is
     /// durable when this returns.
     pub fn commit(&mut self, events: Vec<Event>) -> Result<CommitReport, IngestError> {
-        self.commit_named(events, None)
+        self.commit_named(&events, None)
     }
 
     /// Like [`commit`](Self::commit), but files are named `<stem>` instead
@@ -136,11 +136,13 @@ impl LakeWriter {
     /// same range rewrites the same file.
     pub fn commit_named(
         &mut self,
-        events: Vec<Event>,
+        events: &[Event],
         stem: Option<&str>,
     ) -> Result<CommitReport, IngestError> {
         let mut report = CommitReport::default();
-        let mut partitions: BTreeMap<PartitionPath, Vec<Event>> = BTreeMap::new();
+        // Events are large: grouping and sorting references moves a pointer
+        // where moving the event would copy a kilobyte.
+        let mut partitions: BTreeMap<PartitionPath, Vec<&Event>> = BTreeMap::new();
         for event in events {
             let partition = PartitionPath::new(event.category, event.event_time.date_naive());
             partitions.entry(partition).or_default().push(event);
@@ -162,14 +164,12 @@ impl LakeWriter {
             if events.is_empty() {
                 continue;
             }
-            // Sorting references moves a pointer per swap instead of an event.
-            let mut sorted: Vec<&Event> = events.iter().collect();
-            sorted.sort_by(|a, b| {
+            events.sort_by(|a, b| {
                 a.event_time
                     .cmp(&b.event_time)
                     .then_with(|| a.event_id.cmp(&b.event_id))
             });
-            let written = write_partition(&self.root, &self.properties, partition, &sorted, stem);
+            let written = write_partition(&self.root, &self.properties, partition, &events, stem);
             let (file, batches) = match written {
                 Ok(written) => written,
                 Err(e) => {

@@ -311,28 +311,29 @@ fn map_spans(
     }
     for pass in [Category::PipelineJob, Category::Egress] {
         for i in 0..spans.len() {
-            let Some(Some(child)) = events.get_mut(i).map(Option::take) else {
+            if !matches!(events.get(i), Some(Some(e)) if e.category == pass) {
                 continue;
-            };
-            let mut child = child;
-            if child.category == pass {
-                let ancestors: Vec<usize> = index.ancestors(spans, i).collect();
-                let job = ancestors.iter().copied().find(|a| {
-                    matches!(events.get(*a), Some(Some(e)) if e.category == Category::PipelineJob)
-                });
-                let run = ancestors
-                    .iter()
-                    .copied()
-                    .find(|a| matches!(events.get(*a), Some(Some(e)) if e.category == Category::PipelineRun))
-                    .or_else(|| spans.get(i).and_then(|s| run_of_trace.get(s.trace_id.as_str()).copied()));
-                for parent in [job, run].into_iter().flatten() {
-                    if let Some(Some(parent)) = events.get(parent) {
-                        mapping::inherit(&mut child, parent);
-                    }
-                }
             }
-            if let Some(slot) = events.get_mut(i) {
-                *slot = Some(child);
+            let is = |at: usize, category: Category| matches!(events.get(at), Some(Some(e)) if e.category == category);
+            let ancestors: Vec<usize> = index.ancestors(spans, i).collect();
+            let job = ancestors
+                .iter()
+                .copied()
+                .find(|a| is(*a, Category::PipelineJob));
+            let run = ancestors
+                .iter()
+                .copied()
+                .find(|a| is(*a, Category::PipelineRun))
+                .or_else(|| {
+                    spans
+                        .get(i)
+                        .and_then(|s| run_of_trace.get(s.trace_id.as_str()).copied())
+                });
+            for parent in [job, run].into_iter().flatten() {
+                if let Some((Some(child), Some(parent))) = child_and_parent(&mut events, i, parent)
+                {
+                    mapping::inherit(child, parent);
+                }
             }
         }
     }
@@ -367,8 +368,28 @@ fn map_spans(
         non_cicd = other,
         "otlp: spans not stored as rows"
     );
+    out.events.reserve(events.iter().flatten().count());
     out.events.extend(events.into_iter().flatten());
     tally
+}
+
+/// The row at `child` to fill from the row at `parent`, borrowed in place:
+/// rows are large, and moving one out and back costs more than the fill.
+fn child_and_parent(
+    events: &mut [Option<Event>],
+    child: usize,
+    parent: usize,
+) -> Option<(&mut Option<Event>, &Option<Event>)> {
+    if child == parent || child.max(parent) >= events.len() {
+        return None;
+    }
+    if child < parent {
+        let (head, tail) = events.split_at_mut(parent);
+        Some((&mut head[child], &tail[0]))
+    } else {
+        let (head, tail) = events.split_at_mut(child);
+        Some((&mut tail[0], &head[parent]))
+    }
 }
 
 /// The first span object of a Node `ConsoleSpanExporter` dump, for format
