@@ -196,13 +196,60 @@ const TRIGGERS: &[&str] = &[
     "credential",
 ];
 
+/// Text at least this long is searched for trigger words with SIMD on a
+/// lower-cased copy; shorter text goes through the automaton directly.
+const PACKED_SEARCH_MIN_LEN: usize = 128;
+
+/// Finds whether text holds any of a set of words, ignoring ASCII case.
+struct TriggerWords {
+    automaton: aho_corasick::AhoCorasick,
+    /// The same words lower-cased, searched with SIMD (Teddy) where the CPU
+    /// has it: several times faster than the automaton on long text, even
+    /// with the copy that lower-cases it. `None` on CPUs without it.
+    packed: Option<aho_corasick::packed::Searcher>,
+}
+
+impl TriggerWords {
+    fn new<'a>(words: impl Iterator<Item = &'a str> + Clone) -> Result<Self, IngestError> {
+        let automaton = aho_corasick::AhoCorasick::builder()
+            .ascii_case_insensitive(true)
+            .build(words.clone())
+            .map_err(|e| IngestError::Config(e.to_string()))?;
+        let mut lower: Vec<String> = words.map(str::to_ascii_lowercase).collect();
+        lower.sort();
+        lower.dedup();
+        let packed = aho_corasick::packed::Config::new()
+            .builder()
+            .extend(&lower)
+            .build();
+        Ok(TriggerWords { automaton, packed })
+    }
+
+    fn found_in(&self, text: &str) -> bool {
+        match &self.packed {
+            Some(packed) if text.len() >= PACKED_SEARCH_MIN_LEN => {
+                thread_local! {
+                    static LOWERED: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+                }
+                LOWERED.with_borrow_mut(|lowered| {
+                    lowered.clear();
+                    lowered.extend_from_slice(text.as_bytes());
+                    lowered.make_ascii_lowercase();
+                    packed.find(lowered.as_slice()).is_some()
+                })
+            }
+            _ => self.automaton.is_match(text),
+        }
+    }
+}
+
 /// Replaces secrets in text and JSON with keyed hashes.
 pub struct Redactor {
     key: Vec<u8>,
-    triggers: aho_corasick::AhoCorasick,
+    triggers: TriggerWords,
     /// The triggers and every secret key: JSON text with none of them (and
     /// no `\u` escape to hide one) holds nothing to redact.
-    json_triggers: aho_corasick::AhoCorasick,
+    json_triggers: TriggerWords,
     set: RegexSet,
     rules: Vec<(&'static str, Regex)>,
 }
@@ -225,14 +272,8 @@ impl Redactor {
             .map(|r| Regex::new(r.pattern).map(|re| (r.name, re)))
             .collect::<Result<_, _>>()
             .map_err(|e| IngestError::Config(e.to_string()))?;
-        let triggers = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(TRIGGERS)
-            .map_err(|e| IngestError::Config(e.to_string()))?;
-        let json_triggers = aho_corasick::AhoCorasick::builder()
-            .ascii_case_insensitive(true)
-            .build(TRIGGERS.iter().chain(SECRET_KEYS))
-            .map_err(|e| IngestError::Config(e.to_string()))?;
+        let triggers = TriggerWords::new(TRIGGERS.iter().copied())?;
+        let json_triggers = TriggerWords::new(TRIGGERS.iter().chain(SECRET_KEYS).copied())?;
         Ok(Redactor {
             key,
             triggers,
@@ -282,7 +323,7 @@ impl Redactor {
 
     /// Redacts secrets inside free text. Returns `None` when nothing changed.
     pub fn redact_text(&self, text: &str) -> Option<String> {
-        if text.len() < 8 || !self.triggers.is_match(text) {
+        if text.len() < 8 || !self.triggers.found_in(text) {
             return None;
         }
         let matched = self.set.matches(text);
@@ -367,7 +408,7 @@ impl Redactor {
     /// JSON is redacted as free text rather than kept as it is.
     pub fn redact_json_text(&self, text: &str) -> Option<String> {
         // Escapes are the only way a trigger could hide from one scan of the text.
-        if !text.contains("\\u") && !self.json_triggers.is_match(text) {
+        if !text.contains("\\u") && !self.json_triggers.found_in(text) {
             return None;
         }
         match self.redact_json_strings(text) {
@@ -497,6 +538,40 @@ mod tests {
             "password=changeme",
         ] {
             assert_eq!(r.redact_text(keep), None, "{keep} should stay");
+        }
+    }
+
+    #[test]
+    fn trigger_words_are_found_in_long_text_in_any_case() {
+        let words = TriggerWords::new(TRIGGERS.iter().chain(SECRET_KEYS).copied())
+            .expect("trigger words build");
+        let filler = "{\"name\":\"build and deploy\",\"status\":\"completed\"} ".repeat(8);
+        assert!(filler.len() >= PACKED_SEARCH_MIN_LEN);
+        assert!(!words.found_in(&filler));
+        for word in TRIGGERS.iter().chain(SECRET_KEYS) {
+            let mixed: String = word
+                .chars()
+                .enumerate()
+                .map(|(i, c)| {
+                    if i % 2 == 0 {
+                        c.to_ascii_uppercase()
+                    } else {
+                        c
+                    }
+                })
+                .collect();
+            for text in [
+                format!("{filler}{mixed}"),
+                format!("{mixed}{filler}"),
+                format!("{filler}{mixed}{filler}"),
+                mixed.clone(),
+            ] {
+                assert!(
+                    words.found_in(&text),
+                    "{mixed} not found in {} bytes",
+                    text.len()
+                );
+            }
         }
     }
 

@@ -273,7 +273,9 @@ impl EventBatchBuilder {
                 .map(|_| TimestampMicrosecondBuilder::with_capacity(rows))
                 .collect(),
             ints: (0..5).map(|_| Int64Builder::with_capacity(rows)).collect(),
-            bools: (0..3).map(|_| BooleanBuilder::with_capacity(rows)).collect(),
+            bools: (0..3)
+                .map(|_| BooleanBuilder::with_capacity(rows))
+                .collect(),
             floats: vec![Float64Builder::with_capacity(rows)],
             labels: ListBuilder::with_capacity(StringBuilder::new(), rows),
             rows: 0,
