@@ -136,9 +136,24 @@ impl RawSpan {
                 resource,
                 scope,
                 span,
-            } => Raw::from_parsed_text(format!(
-                r#"{{"resource":{resource},"scopeSpans":[{{"scope":{scope},"spans":[{span}]}}]}}"#
-            )),
+            } => {
+                // Pieces pushed in place: `format!` costs several times as much per span.
+                const PIECES: [&str; 4] = [
+                    r#"{"resource":"#,
+                    r#","scopeSpans":[{"scope":"#,
+                    r#","spans":["#,
+                    "]}]}",
+                ];
+                let texts = [&**resource, &**scope, &**span];
+                let len = PIECES.iter().chain(&texts).map(|t| t.len()).sum();
+                let mut text = String::with_capacity(len);
+                for (piece, value) in PIECES.iter().zip(texts) {
+                    text.push_str(piece);
+                    text.push_str(value);
+                }
+                text.push_str(PIECES[3]);
+                Raw::from_parsed_text(text)
+            }
             RawSpan::Whole(value) => Raw::from(value.clone()),
         }
     }
