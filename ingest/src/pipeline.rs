@@ -9,7 +9,7 @@ use pipewatch_schema::Event;
 
 use crate::IngestError;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
-use crate::decoders::{self, Format, Input, framing};
+use crate::decoders::{self, Format, Input};
 use crate::intake::decode_redacted;
 use crate::lake::LakeWriter;
 use crate::redact::Redactor;
@@ -122,8 +122,7 @@ impl Ingestor {
     ) -> Result<Vec<DeadLetter>, IngestError> {
         let format = format.or_else(|| decoders::detect(input.bytes));
         let pieces = format
-            .filter(|f| f.decoder().lines_stand_alone())
-            .and_then(|_| framing::ndjson_pieces(input, self.piece_bytes))
+            .and_then(|f| f.decoder().pieces(input, self.piece_bytes))
             .unwrap_or_else(|| vec![*input]);
         let name = format.map_or("unknown", Format::name).to_owned();
         self.summary.formats.entry(name.clone()).or_default().inputs += 1;

@@ -292,6 +292,17 @@ pub fn records<'a>(input: &Input<'a>) -> Records<'a> {
 /// document or array, YAML, binary) or fits in one piece: those are read
 /// whole, as [`json_records`] frames them.
 pub fn ndjson_pieces<'a>(input: &Input<'a>, piece_bytes: usize) -> Option<Vec<Input<'a>>> {
+    ndjson_pieces_cut_where(input, piece_bytes, |_| true)
+}
+
+/// [`ndjson_pieces`], cutting only where `may_cut` allows: it is given
+/// the offset just past a line's newline, and a piece grows line by line
+/// until a cut is allowed (or the input ends).
+pub fn ndjson_pieces_cut_where<'a>(
+    input: &Input<'a>,
+    piece_bytes: usize,
+    mut may_cut: impl FnMut(usize) -> bool,
+) -> Option<Vec<Input<'a>>> {
     let bytes = input.bytes;
     if bytes.len() <= piece_bytes || input.lines_from.is_some() {
         return None;
@@ -309,12 +320,15 @@ pub fn ndjson_pieces<'a>(input: &Input<'a>, piece_bytes: usize) -> Option<Vec<In
     let mut pieces = Vec::with_capacity(bytes.len() / piece_bytes + 1);
     let (mut start, mut line) = (0, 1);
     while start < bytes.len() {
-        let end = match bytes.get(start + piece_bytes..) {
+        let mut end = match bytes.get(start + piece_bytes..) {
             Some(rest) => {
                 memchr::memchr(b'\n', rest).map_or(bytes.len(), |p| start + piece_bytes + p + 1)
             }
             None => bytes.len(),
         };
+        while end < bytes.len() && !may_cut(end) {
+            end = memchr::memchr(b'\n', &bytes[end..]).map_or(bytes.len(), |p| end + p + 1);
+        }
         let piece = &bytes[start..end];
         pieces.push(Input {
             bytes: piece,

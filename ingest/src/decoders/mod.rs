@@ -140,6 +140,17 @@ pub trait Decoder: Send + Sync {
     fn lines_stand_alone(&self) -> bool {
         false
     }
+
+    /// Cuts a large input into pieces that decode on their own, each
+    /// about `piece_bytes` long; `None` when it is read whole. By default
+    /// an NDJSON input is cut at any line when its lines stand alone.
+    fn pieces<'a>(&self, input: &Input<'a>, piece_bytes: usize) -> Option<Vec<Input<'a>>> {
+        if self.lines_stand_alone() {
+            framing::ndjson_pieces(input, piece_bytes)
+        } else {
+            None
+        }
+    }
 }
 
 macro_rules! formats {

@@ -49,6 +49,64 @@ impl Decoder for Otlp {
         let spans = collect(input, encoding(input.bytes), out);
         map_spans(&spans, input, out, true);
     }
+
+    /// Spans find their job and run within their trace, so a large NDJSON
+    /// export is cut only between lines that no trace continues across. An
+    /// export whose traces run through all of it is read whole.
+    fn pieces<'a>(&self, input: &Input<'a>, piece_bytes: usize) -> Option<Vec<Input<'a>>> {
+        if input.bytes.len() <= piece_bytes {
+            return None;
+        }
+        let cuts = trace_boundaries(input.bytes);
+        framing::ndjson_pieces_cut_where(input, piece_bytes, |end| cuts.binary_search(&end).is_ok())
+    }
+}
+
+/// Offsets just past the lines after which no trace seen so far appears
+/// again: where an NDJSON export may be cut without splitting a trace.
+fn trace_boundaries(bytes: &[u8]) -> Vec<usize> {
+    let keys = [
+        memchr::memmem::Finder::new(b"\"traceId\""),
+        memchr::memmem::Finder::new(b"\"trace_id\""),
+    ];
+    let mut lines: Vec<(usize, Vec<&[u8]>)> = Vec::new();
+    let mut last_line_of: HashMap<&[u8], usize> = HashMap::new();
+    let mut start = 0;
+    while start < bytes.len() {
+        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |p| start + p + 1);
+        let line = &bytes[start..end];
+        let mut ids = Vec::new();
+        for key in &keys {
+            for at in key.find_iter(line) {
+                if let Some(id) = string_value_after(&line[at + key.needle().len()..]) {
+                    last_line_of.insert(id, lines.len());
+                    ids.push(id);
+                }
+            }
+        }
+        lines.push((end, ids));
+        start = end;
+    }
+    let mut cuts = Vec::new();
+    let mut reach = 0;
+    for (number, (end, ids)) in lines.iter().enumerate() {
+        for id in ids {
+            reach = reach.max(last_line_of.get(id).copied().unwrap_or(number));
+        }
+        if reach <= number {
+            cuts.push(*end);
+        }
+    }
+    cuts
+}
+
+/// The string after a JSON key (`: "…"`), unescaped text only: trace ids
+/// are hex or base64.
+fn string_value_after(rest: &[u8]) -> Option<&[u8]> {
+    let rest = rest.trim_ascii_start().strip_prefix(b":")?;
+    let rest = rest.trim_ascii_start().strip_prefix(b"\"")?;
+    let close = memchr::memchr(b'"', rest)?;
+    Some(&rest[..close])
 }
 
 /// What a trace export held besides the rows it became.
@@ -449,6 +507,84 @@ mod tests {
             "scopeSpans": [{ "scope": {}, "spans": spans }]
         }]});
         body.to_string().into_bytes()
+    }
+
+    #[test]
+    fn a_large_export_is_cut_only_between_lines_no_trace_continues_across() {
+        let line = |trace: usize, span_value: Value| {
+            let mut span_value = span_value;
+            span_value["traceId"] = json!(format!("{:032x}", trace + 1));
+            let mut text = request(vec![span_value]);
+            text.push(b'\n');
+            text
+        };
+        let run = |trace: usize| {
+            span(
+                &format!("{:016x}", trace * 2 + 1),
+                None,
+                2,
+                vec![
+                    kv("cicd.pipeline.name", json!(format!("pipeline {trace}"))),
+                    kv("cicd.pipeline.run.id", json!(trace)),
+                ],
+            )
+        };
+        let job = |trace: usize| {
+            span(
+                &format!("{:016x}", trace * 2 + 2),
+                Some(&format!("{:016x}", trace * 2 + 1)),
+                1,
+                vec![kv("cicd.pipeline.task.name", json!("build"))],
+            )
+        };
+        // Groups of three traces: their runs, then their jobs, so a trace
+        // continues across the lines of its group and never past it.
+        let mut body = Vec::new();
+        for group in 0..6 {
+            let traces = group * 3..group * 3 + 3;
+            for trace in traces.clone() {
+                body.extend(line(trace, run(trace)));
+            }
+            for trace in traces {
+                body.extend(line(trace, job(trace)));
+            }
+        }
+        let input = Input::new("traces.ndjson", &body);
+        let pieces = DECODER.pieces(&input, 1).expect("cut into pieces");
+        assert_eq!(pieces.len(), 6, "one piece per group of traces");
+
+        let rows = |out: DecodeOutput| {
+            let details: Vec<&str> = out.dead_letters.iter().map(|l| l.detail.as_str()).collect();
+            assert!(details.is_empty(), "{details:?}");
+            let mut rows: Vec<(String, Option<String>, Option<String>)> = out
+                .events
+                .iter()
+                .map(|e| {
+                    (
+                        e.source_event_id.clone(),
+                        e.cicd_pipeline_name.clone(),
+                        e.cicd_pipeline_run_id.clone(),
+                    )
+                })
+                .collect();
+            rows.sort();
+            rows
+        };
+        let mut whole = DecodeOutput::default();
+        DECODER.decode(&input, &mut whole);
+        let whole = rows(whole);
+        let mut in_pieces = DecodeOutput::default();
+        for piece in &pieces {
+            DECODER.decode(piece, &mut in_pieces);
+        }
+        assert_eq!(rows(in_pieces), whole);
+        assert_eq!(whole.len(), 36);
+        assert!(
+            whole
+                .iter()
+                .all(|(_, name, run)| name.is_some() && run.is_some()),
+            "every job found its run: {whole:?}"
+        );
     }
 
     #[test]
