@@ -12,7 +12,7 @@
 use pipewatch_schema::{ActorKind, Category, Event};
 use serde_json::Value;
 
-use super::util::{org_of, str_at, text_at, time_at};
+use super::util::{Lookup, org_of, str_at, text_at, time_at};
 use super::{DecodeOutput, Decoder, Format, Input, Position, framing};
 use crate::dead_letter::DeadLetterReason;
 
@@ -65,7 +65,7 @@ fn is_application(value: &Value) -> bool {
     match (str_at(value, "/apiVersion"), str_at(value, "/kind")) {
         (Some(api), Some("Application")) => api.starts_with("argoproj.io/"),
         (None, None) => {
-            value.pointer("/spec/destination").is_some() && value.pointer("/spec/project").is_some()
+            value.at("/spec/destination").is_some() && value.at("/spec/project").is_some()
         }
         _ => false,
     }
@@ -108,8 +108,8 @@ fn decode_application(
     );
     let context = AppContext { app, name, id: &id };
 
-    let operation = app.pointer("/status/operationState");
-    let history = app.pointer("/status/history").and_then(Value::as_array);
+    let operation = app.at("/status/operationState");
+    let history = app.at("/status/history").and_then(Value::as_array);
     if operation.is_none() && history.is_none_or(Vec::is_empty) {
         return reject(
             out,
@@ -188,13 +188,13 @@ impl AppContext<'_> {
             });
         let source = ["/syncResult/source", "/syncResult/sources/0"]
             .iter()
-            .find_map(|p| state.pointer(p).filter(|s| s.is_object()))
+            .find_map(|p| state.at(p).filter(|s| s.is_object()))
             .or_else(|| self.spec_source());
         self.fill(
             &mut event,
             revision,
             source,
-            state.pointer("/operation/initiatedBy"),
+            state.at("/operation/initiatedBy"),
         );
         Ok(event)
     }
@@ -234,7 +234,7 @@ impl AppContext<'_> {
         let revision = first_text(entry, &["/revision", "/revisions/0"]);
         let source = ["/source", "/sources/0"]
             .iter()
-            .find_map(|p| entry.pointer(p).filter(|s| s.is_object()));
+            .find_map(|p| entry.at(p).filter(|s| s.is_object()));
         self.fill(&mut event, revision, source, entry.get("initiatedBy"));
         Ok(event)
     }
@@ -242,7 +242,7 @@ impl AppContext<'_> {
     fn spec_source(&self) -> Option<&Value> {
         ["/spec/source", "/spec/sources/0"]
             .iter()
-            .find_map(|p| self.app.pointer(p).filter(|s| s.is_object()))
+            .find_map(|p| self.app.at(p).filter(|s| s.is_object()))
     }
 
     /// Columns shared by operation and history events.
@@ -371,7 +371,7 @@ status:
         assert_eq!(history.actor, None);
         assert_eq!(history.vcs_ref_head_name.as_deref(), Some("main"));
         assert_eq!(
-            history.raw.to_value().pointer("/status/history/0/id"),
+            history.raw.to_value().at("/status/history/0/id"),
             Some(&serde_json::json!(3))
         );
     }

@@ -7,7 +7,7 @@ use pipewatch_schema::{ActorKind, Category, Event, IdentityKind};
 use serde_json::Value;
 
 use super::framing::{self, Position};
-use super::util::{record_time, str_at};
+use super::util::{Lookup, record_time, str_at};
 use super::{DecodeOutput, Decoder, Format, Input};
 use crate::dead_letter::DeadLetterReason;
 
@@ -388,7 +388,7 @@ fn apply_target(event: &mut Event, record: &Value, service: &str, name: &str) {
             return;
         }
     }
-    if let Some(resource) = record.pointer("/resources/0") {
+    if let Some(resource) = record.at("/resources/0") {
         event.target_name = str_at(resource, "/ARN").map(str::to_owned);
         event.target_type = service_target_type(service, name)
             .or_else(|| str_at(resource, "/type"))
@@ -428,7 +428,7 @@ fn message(record: &Value, name: &str) -> Option<String> {
     }
     if name == "BatchGetSecretValue"
         && let Some(filters) = record
-            .pointer("/requestParameters/filters")
+            .at("/requestParameters/filters")
             .and_then(Value::as_array)
     {
         let described: Vec<String> = filters

@@ -8,7 +8,7 @@ use pipewatch_schema::{ActorKind, Category, Event, IdentityKind, RunnerHosting};
 use serde_json::Value;
 
 use super::framing;
-use super::util::{bool_at, org_of, outcome_word, str_at, text_at, time_at};
+use super::util::{Lookup, bool_at, org_of, outcome_word, str_at, text_at, time_at};
 use super::{DecodeOutput, Decoder, Format, Input};
 use crate::dead_letter::DeadLetterReason;
 
@@ -220,7 +220,7 @@ fn event_time(
 /// Seconds (GitLab sends floats) as whole milliseconds.
 fn seconds_ms(value: &Value, pointer: &str) -> Option<i64> {
     value
-        .pointer(pointer)
+        .at(pointer)
         .and_then(Value::as_f64)
         .filter(|s| s.is_finite() && *s >= 0.0)
         .map(|s| (s * 1000.0).round() as i64)

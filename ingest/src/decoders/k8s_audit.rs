@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use pipewatch_schema::{ActorKind, Category, Event, IdentityKind};
 use serde_json::Value;
 
-use super::util::{i64_at, str_at, time_at};
+use super::util::{Lookup, i64_at, str_at, time_at};
 use super::{DecodeOutput, Decoder, Format, Input, Position, framing};
 use crate::dead_letter::DeadLetterReason;
 
@@ -215,7 +215,7 @@ fn event_time(input: &Input<'_>, record: &Value) -> Result<DateTime<Utc>, Reject
     if let Some(t) = TIME_FIELDS.iter().find_map(|p| time_at(record, p)) {
         return Ok(t);
     }
-    if let Some(bad) = TIME_FIELDS.iter().find(|p| record.pointer(p).is_some()) {
+    if let Some(bad) = TIME_FIELDS.iter().find(|p| record.at(p).is_some()) {
         return Err((
             DeadLetterReason::InvalidValue,
             format!("audit event {bad} is not a timestamp"),
@@ -282,11 +282,11 @@ fn classify(resource: Option<&str>, subresource: Option<&str>, verb: &str) -> Cl
 /// `spec.strategy.type` (`RollingUpdate`, `Recreate`).
 fn rollout_strategy(record: &Value) -> Option<String> {
     let strategy = record
-        .pointer("/requestObject/spec/strategy")
-        .or_else(|| record.pointer("/responseObject/spec/strategy"))?;
+        .at("/requestObject/spec/strategy")
+        .or_else(|| record.at("/responseObject/spec/strategy"))?;
     // A rolling update that may take every replica down at once is a big-bang deploy.
     let all_at_once = strategy
-        .pointer("/rollingUpdate/maxUnavailable")
+        .at("/rollingUpdate/maxUnavailable")
         .and_then(Value::as_str)
         == Some("100%");
     if all_at_once {
@@ -332,7 +332,7 @@ fn identity(record: &Value, username: &str) -> (IdentityKind, Option<String>) {
     // Set by the API server since 1.29: `JTI=<token id>` for bound service-account
     // tokens, `X509SHA256=<fingerprint>` for client certificates.
     let credential = record
-        .pointer("/user/extra/authentication.kubernetes.io~1credential-id/0")
+        .at("/user/extra/authentication.kubernetes.io~1credential-id/0")
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty());
     if let Some(sa) = username.strip_prefix("system:serviceaccount:") {

@@ -17,7 +17,7 @@ use pipewatch_schema::{ActorKind, Category, Event, Severity};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
-use super::util::{i64_at, parse_time_str, str_at, time_at};
+use super::util::{Lookup, i64_at, parse_time_str, str_at, time_at};
 use super::{DecodeOutput, Decoder, Format, Input, Position, framing};
 use crate::dead_letter::DeadLetterReason;
 
@@ -46,7 +46,7 @@ impl Decoder for K8sPolicy {
         }
         is_list(record)
             && record
-                .pointer("/items/0")
+                .at("/items/0")
                 .is_some_and(|item| shape(item).is_some())
     }
 
@@ -274,7 +274,7 @@ impl<'a, 'o> Ctx<'a, 'o> {
         let rule_id = format!("{kind}/{name}");
         let default_action = str_at(constraint, "/spec/enforcementAction").unwrap_or("deny");
         let violations = constraint
-            .pointer("/status/violations")
+            .at("/status/violations")
             .and_then(Value::as_array);
         let Some(violations) = violations.filter(|v| !v.is_empty()) else {
             // An audited constraint with nothing listed passed on every object.

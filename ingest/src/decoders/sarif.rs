@@ -12,7 +12,7 @@ use pipewatch_schema::{Category, Event, Severity};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::util::{org_of, parse_time_str, str_at, text_at};
+use super::util::{Lookup, org_of, parse_time_str, str_at, text_at};
 use super::{DecodeOutput, Decoder, Format, Input, Position, framing};
 use crate::dead_letter::DeadLetterReason;
 
@@ -137,14 +137,14 @@ fn run_time(run: &Value, observed_at: Option<DateTime<Utc>>) -> Result<DateTime<
 /// an extension's rules, `ruleIndex`/`rule.index` the entry, else the id.
 fn rule_of<'a>(run: &'a Value, result: &Value) -> Option<&'a Value> {
     let component = result
-        .pointer("/rule/toolComponent/index")
+        .at("/rule/toolComponent/index")
         .and_then(Value::as_u64)
-        .and_then(|i| run.pointer(&format!("/tool/extensions/{i}")))
-        .unwrap_or_else(|| run.pointer("/tool/driver").unwrap_or(&Value::Null));
+        .and_then(|i| run.at(&format!("/tool/extensions/{i}")))
+        .unwrap_or_else(|| run.at("/tool/driver").unwrap_or(&Value::Null));
     let rules = component.get("rules").and_then(Value::as_array)?;
     let index = result
         .get("ruleIndex")
-        .or_else(|| result.pointer("/rule/index"))
+        .or_else(|| result.at("/rule/index"))
         .and_then(Value::as_u64)
         .and_then(|i| usize::try_from(i).ok());
     if let Some(rule) = index.and_then(|i| rules.get(i)) {
@@ -257,8 +257,8 @@ fn message(run: &Value, result: &Value, rule: Option<&Value>) -> Option<String> 
         .map(str::to_owned)
         .or_else(|| {
             let id = message.and_then(|m| str_at(m, "/id"))?;
-            rule.and_then(|r| r.pointer(&format!("/messageStrings/{id}/text")))
-                .or_else(|| run.pointer(&format!("/tool/driver/globalMessageStrings/{id}/text")))
+            rule.and_then(|r| r.at(&format!("/messageStrings/{id}/text")))
+                .or_else(|| run.at(&format!("/tool/driver/globalMessageStrings/{id}/text")))
                 .and_then(Value::as_str)
                 .map(str::to_owned)
         })
@@ -282,22 +282,19 @@ fn message(run: &Value, result: &Value, rule: Option<&Value>) -> Option<String> 
 /// `uri:startLine` of the first physical location (the uri alone when the
 /// result has no region), else the first logical location's name.
 fn code_location(run: &Value, result: &Value) -> Option<String> {
-    let location = result.pointer("/locations/0")?;
+    let location = result.at("/locations/0")?;
     if let Some(physical) = location.get("physicalLocation") {
         let uri = str_at(physical, "/artifactLocation/uri")
             .map(str::to_owned)
             .or_else(|| {
                 let index = physical
-                    .pointer("/artifactLocation/index")
+                    .at("/artifactLocation/index")
                     .and_then(Value::as_u64)?;
                 str_at(run, &format!("/artifacts/{index}/location/uri")).map(str::to_owned)
             });
         if let Some(uri) = uri {
             return Some(
-                match physical
-                    .pointer("/region/startLine")
-                    .and_then(Value::as_u64)
-                {
+                match physical.at("/region/startLine").and_then(Value::as_u64) {
                     Some(line) => format!("{uri}:{line}"),
                     None => uri,
                 },
@@ -393,7 +390,7 @@ fn finding(ctx: &RunContext<'_>, result: &Value, index: usize, ids: &mut HashSet
     e.message = message;
     e.code_location = location;
     e.url_full = rule.and_then(|r| str_at(r, "/helpUri")).map(str::to_owned);
-    if let Some(vcs) = run.pointer("/versionControlProvenance/0") {
+    if let Some(vcs) = run.at("/versionControlProvenance/0") {
         e.repo = str_at(vcs, "/repositoryUri").and_then(repo_from_uri);
         e.org = e.repo.as_deref().and_then(org_of);
         e.vcs_ref_head_revision = str_at(vcs, "/revisionId").map(str::to_owned);

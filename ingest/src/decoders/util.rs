@@ -1,20 +1,63 @@
 //! Small helpers shared by decoders: typed reads from JSON values and
 //! timestamp parsing in the shapes native formats use.
 
+use std::borrow::Cow;
+
 use chrono::{DateTime, TimeZone, Utc};
 use serde_json::Value;
+
+/// JSON pointer lookup (RFC 6901) that borrows each token, where
+/// `Value::pointer` allocates two unescaped copies per token: decoders read
+/// dozens of fields per record, so this is on the ingest hot path.
+pub(crate) trait Lookup {
+    /// The value at `pointer`, with the same answers as `Value::pointer`.
+    fn at(&self, pointer: &str) -> Option<&Value>;
+}
+
+impl Lookup for Value {
+    fn at(&self, pointer: &str) -> Option<&Value> {
+        if pointer.is_empty() {
+            return Some(self);
+        }
+        let tokens = pointer.strip_prefix('/')?;
+        tokens.split('/').try_fold(self, |target, token| {
+            let token = unescape_token(token);
+            match target {
+                Value::Object(map) => map.get(token.as_ref()),
+                Value::Array(list) => array_index(&token).and_then(|i| list.get(i)),
+                _ => None,
+            }
+        })
+    }
+}
+
+fn unescape_token(token: &str) -> Cow<'_, str> {
+    if token.contains('~') {
+        Cow::Owned(token.replace("~1", "/").replace("~0", "~"))
+    } else {
+        Cow::Borrowed(token)
+    }
+}
+
+/// An array index as RFC 6901 writes it: no sign, no leading zero.
+fn array_index(token: &str) -> Option<usize> {
+    if token.starts_with('+') || (token.starts_with('0') && token.len() != 1) {
+        return None;
+    }
+    token.parse().ok()
+}
 
 /// The string at a JSON pointer (`/a/b/0`), if present and a non-empty string.
 pub(crate) fn str_at<'v>(value: &'v Value, pointer: &str) -> Option<&'v str> {
     value
-        .pointer(pointer)
+        .at(pointer)
         .and_then(Value::as_str)
         .filter(|s| !s.is_empty())
 }
 
 /// The owned string at a pointer; numbers are rendered as text (native ids are often numbers).
 pub(crate) fn text_at(value: &Value, pointer: &str) -> Option<String> {
-    match value.pointer(pointer)? {
+    match value.at(pointer)? {
         Value::String(s) if !s.is_empty() => Some(s.clone()),
         Value::Number(n) => Some(n.to_string()),
         Value::Bool(b) => Some(b.to_string()),
@@ -24,7 +67,7 @@ pub(crate) fn text_at(value: &Value, pointer: &str) -> Option<String> {
 
 /// The integer at a pointer; numeric strings are accepted.
 pub(crate) fn i64_at(value: &Value, pointer: &str) -> Option<i64> {
-    match value.pointer(pointer)? {
+    match value.at(pointer)? {
         Value::Number(n) => n.as_i64().or_else(|| n.as_f64().map(|f| f as i64)),
         Value::String(s) => s.trim().parse().ok(),
         _ => None,
@@ -33,7 +76,7 @@ pub(crate) fn i64_at(value: &Value, pointer: &str) -> Option<i64> {
 
 /// The boolean at a pointer.
 pub(crate) fn bool_at(value: &Value, pointer: &str) -> Option<bool> {
-    value.pointer(pointer).and_then(Value::as_bool)
+    value.at(pointer).and_then(Value::as_bool)
 }
 
 /// Parses a time as native formats write it: RFC 3339 (any offset),
@@ -52,7 +95,7 @@ pub(crate) fn parse_time(value: &Value) -> Option<DateTime<Utc>> {
 
 /// The time at a pointer, see [`parse_time`].
 pub(crate) fn time_at(value: &Value, pointer: &str) -> Option<DateTime<Utc>> {
-    value.pointer(pointer).and_then(parse_time)
+    value.at(pointer).and_then(parse_time)
 }
 
 /// The record's own time at `field`, else the input's observation time.
@@ -167,6 +210,45 @@ pub(crate) fn outcome_word(native: &str) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn pointer_lookup_answers_as_rfc_6901_does() {
+        let doc = serde_json::json!({
+            "a": {"b/c": 1, "m~n": 2, "~1": 3, "": {"": 4}},
+            "list": [10, 11, 12],
+            "0": "zero",
+        });
+        let pointers = [
+            "",
+            "/",
+            "//",
+            "/a",
+            "/a/b~1c",
+            "/a/m~0n",
+            "/a/~01",
+            "/a/~1",
+            "/a/b/c",
+            "/list/0",
+            "/list/2",
+            "/list/3",
+            "/list/01",
+            "/list/+1",
+            "/list/-1",
+            "/list/",
+            "/0",
+            "a",
+            "/a/b~1c/x",
+            "/missing",
+            "/list/0/x",
+        ];
+        for pointer in pointers {
+            assert_eq!(doc.at(pointer), doc.pointer(pointer), "pointer {pointer:?}");
+        }
+        assert_eq!(doc.at("/a/b~1c"), Some(&serde_json::json!(1)));
+        assert_eq!(doc.at("/a/~01"), Some(&serde_json::json!(3)));
+        assert_eq!(doc.at("/list/01"), None);
+        assert_eq!(doc.at("a"), None);
+    }
 
     #[test]
     fn native_time_shapes_parse() {

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::framing;
 use super::prune::Keep;
-use super::util::{record_time, str_at};
+use super::util::{Lookup, record_time, str_at};
 use super::{DecodeOutput, Decoder, Format, Input};
 use crate::dead_letter::DeadLetterReason;
 
@@ -303,7 +303,7 @@ fn outcome(kind: &str, error: Option<&str>) -> &'static str {
 fn policies(line: &Value) -> impl Iterator<Item = &str> {
     ["/auth/policies", "/auth/token_policies"]
         .into_iter()
-        .filter_map(|p| line.pointer(p).and_then(Value::as_array))
+        .filter_map(|p| line.at(p).and_then(Value::as_array))
         .flatten()
         .filter_map(Value::as_str)
 }

@@ -9,7 +9,7 @@ use super::{
     run_outcome, set_actor, short_ref,
 };
 use crate::decoders::Input;
-use crate::decoders::util::{i64_at, str_at, text_at, time_at};
+use crate::decoders::util::{Lookup, i64_at, str_at, text_at, time_at};
 
 /// One event per run state change (`requested`, `in_progress`, `completed`).
 pub(super) fn workflow_run(record: &Value, input: &Input<'_>) -> Decoded {
@@ -44,7 +44,7 @@ pub(super) fn workflow_run(record: &Value, input: &Input<'_>) -> Decoded {
     fill_run_context(&mut event, record);
     if let Some(actor) = ["/workflow_run/triggering_actor", "/workflow_run/actor"]
         .iter()
-        .find_map(|p| record.pointer(p).filter(|u| str_at(u, "/login").is_some()))
+        .find_map(|p| record.at(p).filter(|u| str_at(u, "/login").is_some()))
     {
         set_actor(&mut event, Some(actor));
     }

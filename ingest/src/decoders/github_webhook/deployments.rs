@@ -11,7 +11,7 @@ use super::{
     short_ref,
 };
 use crate::decoders::Input;
-use crate::decoders::util::{outcome_word, str_at, text_at, time_at};
+use crate::decoders::util::{Lookup, outcome_word, str_at, text_at, time_at};
 
 /// A deployment was created.
 pub(super) fn deployment(record: &Value, input: &Input<'_>) -> Decoded {
@@ -70,8 +70,8 @@ pub(super) fn deployment_status(record: &Value, input: &Input<'_>) -> Decoded {
     if let Some(environment) = str_at(record, "/deployment_status/environment") {
         event.deployment_environment_name = Some(environment.to_owned());
     }
-    if record.pointer("/deployment_status/creator/login").is_some() {
-        set_actor(&mut event, record.pointer("/deployment_status/creator"));
+    if record.at("/deployment_status/creator/login").is_some() {
+        set_actor(&mut event, record.at("/deployment_status/creator"));
     }
     event.url_full = str_at(record, "/deployment_status/target_url")
         .or_else(|| str_at(record, "/deployment_status/log_url"))
@@ -92,8 +92,8 @@ fn fill_deployment(event: &mut Event, record: &Value) {
     event.vcs_ref_is_default = is_default_branch(record, reference);
     event.correlation_id = text_at(record, "/deployment/id");
     event.deploy_strategy = deployment_strategy(record);
-    if record.pointer("/deployment/creator/login").is_some() {
-        set_actor(event, record.pointer("/deployment/creator"));
+    if record.at("/deployment/creator/login").is_some() {
+        set_actor(event, record.at("/deployment/creator"));
     }
 }
 
@@ -101,7 +101,7 @@ fn fill_deployment(event: &mut Event, record: &Value) {
 /// object, or the JSON string GitHub stores when created through the API),
 /// else a `task` such as `deploy:canary`.
 fn deployment_strategy(record: &Value) -> Option<String> {
-    let payload = record.pointer("/deployment/payload");
+    let payload = record.at("/deployment/payload");
     let from_payload = match payload {
         Some(Value::String(text)) => serde_json::from_str::<Value>(text)
             .ok()
@@ -154,7 +154,7 @@ pub(super) fn deployment_review(record: &Value, input: &Input<'_>) -> Decoded {
         _ => ("pending", "pending", record.get("requestor")),
     };
     let attempt = record
-        .pointer("/workflow_run/run_attempt")
+        .at("/workflow_run/run_attempt")
         .and_then(Value::as_i64);
     let mut events = Vec::with_capacity(environments.len());
     for environment in environments {

@@ -19,7 +19,7 @@ use serde_json::Value;
 use sha2::{Digest, Sha256};
 
 use super::prune::Keep;
-use super::util::{org_of, outcome_word, str_at};
+use super::util::{Lookup, org_of, outcome_word, str_at};
 use super::{DecodeOutput, Decoder, Format, Input, framing};
 use crate::dead_letter::DeadLetterReason;
 
@@ -387,7 +387,7 @@ fn action_of<'v>(record: &'v Value, kind: &str) -> Result<&'v str, Reject> {
 
 /// Native id at `pointer` as text, or a MissingField reject naming it.
 fn id_at(record: &Value, pointer: &str, kind: &str) -> Result<String, Reject> {
-    match record.pointer(pointer) {
+    match record.at(pointer) {
         Some(Value::Number(n)) => Ok(n.to_string()),
         Some(Value::String(s)) if !s.trim().is_empty() => Ok(s.trim().to_owned()),
         Some(Value::Null) | None => Err(Reject::missing(format!(

@@ -9,7 +9,7 @@ use super::{
     short_ref,
 };
 use crate::decoders::Input;
-use crate::decoders::util::{bool_at, str_at, text_at, time_at};
+use crate::decoders::util::{Lookup, bool_at, str_at, text_at, time_at};
 
 const ZERO_SHA: &str = "0000000000000000000000000000000000000000";
 
@@ -202,9 +202,7 @@ fn protection_changes(record: &Value) -> Option<String> {
         let Some(old) = change.get("from") else {
             continue;
         };
-        let new = record
-            .pointer(&format!("/rule/{name}"))
-            .unwrap_or(&Value::Null);
+        let new = record.at(&format!("/rule/{name}")).unwrap_or(&Value::Null);
         if old == new {
             continue;
         }
@@ -235,8 +233,8 @@ fn protection_changes(record: &Value) -> Option<String> {
 /// Whether the rule restricted who may push before this edit.
 fn restricted_before(record: &Value) -> bool {
     record
-        .pointer("/changes/authorized_actors_only/from")
-        .or_else(|| record.pointer("/rule/authorized_actors_only"))
+        .at("/changes/authorized_actors_only/from")
+        .or_else(|| record.at("/rule/authorized_actors_only"))
         .and_then(Value::as_bool)
         .unwrap_or(false)
 }
@@ -296,7 +294,7 @@ pub(super) fn installation(record: &Value, input: &Input<'_>) -> Decoded {
         parts.push(format!("repository_selection {selection}"));
     }
     if let Some(permissions) = record
-        .pointer("/installation/permissions")
+        .at("/installation/permissions")
         .and_then(Value::as_object)
     {
         let write: Vec<&str> = permissions

@@ -11,6 +11,7 @@ use serde_json::{Map, Value};
 
 use crate::dead_letter::DeadLetterReason;
 use crate::decoders::Position;
+use crate::decoders::util::Lookup;
 
 /// Flattened attributes: key -> plain JSON value.
 pub(super) type Attrs = Map<String, Value>;
@@ -408,7 +409,7 @@ pub(super) fn from_console(
     };
     let status = object.get("status");
     let resource = object
-        .pointer("/resource/attributes")
+        .at("/resource/attributes")
         .and_then(Value::as_object)
         .cloned()
         .unwrap_or_default();

@@ -19,7 +19,7 @@ use pipewatch_schema::{Category, Event, IdentityKind};
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use super::util::{i64_at, str_at, text_at};
+use super::util::{Lookup, i64_at, str_at, text_at};
 use super::{DecodeOutput, Decoder, Format, Input, Position, framing};
 use crate::dead_letter::DeadLetterReason;
 
@@ -43,9 +43,7 @@ impl Decoder for Sigstore {
         is_bundle(record)
             || is_legacy(record)
             || record.get("bundle").is_some_and(is_bundle)
-            || record
-                .pointer("/attestations/0/bundle")
-                .is_some_and(is_bundle)
+            || record.at("/attestations/0/bundle").is_some_and(is_bundle)
     }
 
     fn lines_stand_alone(&self) -> bool {
@@ -122,7 +120,7 @@ fn bundle_event(input: &Input<'_>, bundle: &Value) -> Result<Event, Rejection> {
             "record is not a Sigstore bundle (no application/vnd.dev.sigstore.bundle mediaType)",
         ));
     }
-    let tlog = bundle.pointer("/verificationMaterial/tlogEntries/0");
+    let tlog = bundle.at("/verificationMaterial/tlogEntries/0");
     let body = tlog
         .and_then(|t| str_at(t, "/canonicalizedBody"))
         .and_then(base64::decode)
@@ -293,9 +291,7 @@ fn event_time(
 }
 
 fn legacy_event(input: &Input<'_>, bundle: &Value) -> Result<Event, Rejection> {
-    let payload = bundle
-        .pointer("/rekorBundle/Payload")
-        .unwrap_or(&Value::Null);
+    let payload = bundle.at("/rekorBundle/Payload").unwrap_or(&Value::Null);
     let signature = str_at(bundle, "/base64Signature")
         .and_then(base64::decode)
         .ok_or_else(|| {

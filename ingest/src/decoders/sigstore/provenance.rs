@@ -7,7 +7,7 @@
 use pipewatch_schema::{Event, RunnerHosting};
 use serde_json::Value;
 
-use crate::decoders::util::{org_of, str_at, text_at};
+use crate::decoders::util::{Lookup, org_of, str_at, text_at};
 
 /// Fills subject, predicate and build columns from a parsed Statement.
 pub(super) fn fill(event: &mut Event, statement: &Value) {
@@ -68,19 +68,19 @@ fn digest_text(set: &Value) -> Option<String> {
 
 /// SLSA provenance v1; returns the builder id.
 fn slsa_v1<'p>(event: &mut Event, predicate: &'p Value) -> Option<&'p str> {
-    let workflow = predicate.pointer("/buildDefinition/externalParameters/workflow");
+    let workflow = predicate.at("/buildDefinition/externalParameters/workflow");
     if let Some(workflow) = workflow {
         set_repo(event, str_at(workflow, "/repository"));
         event.cicd_pipeline_name = str_at(workflow, "/path").map(str::to_owned);
         event.vcs_ref_head_name = str_at(workflow, "/ref").map(short_ref);
     }
-    let github = predicate.pointer("/buildDefinition/internalParameters/github");
+    let github = predicate.at("/buildDefinition/internalParameters/github");
     if let Some(github) = github {
         event.cicd_pipeline_trigger = str_at(github, "/event_name").map(str::to_owned);
         set_hosting(event, str_at(github, "/runner_environment"));
     }
     event.vcs_ref_head_revision = predicate
-        .pointer("/buildDefinition/resolvedDependencies")
+        .at("/buildDefinition/resolvedDependencies")
         .and_then(Value::as_array)
         .and_then(|deps| deps.iter().find_map(|d| str_at(d, "/digest/gitCommit")))
         .map(str::to_owned);
@@ -111,7 +111,7 @@ fn slsa_v02<'p>(event: &mut Event, predicate: &'p Value) -> Option<&'p str> {
     event.vcs_ref_head_revision =
         str_at(predicate, "/invocation/configSource/digest/sha1").map(str::to_owned);
     let environment = predicate
-        .pointer("/invocation/environment")
+        .at("/invocation/environment")
         .unwrap_or(&Value::Null);
     event.cicd_pipeline_trigger = str_at(environment, "/github_event_name").map(str::to_owned);
     event.cicd_pipeline_run_id = text_at(environment, "/github_run_id");
