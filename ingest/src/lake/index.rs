@@ -8,6 +8,7 @@ use std::ffi::OsString;
 use std::fs::File;
 use std::path::Path;
 
+use ahash::AHashSet;
 use arrow_array::{Array, StringArray};
 use parquet::arrow::ProjectionMask;
 use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
@@ -23,7 +24,9 @@ pub(crate) struct EventIdIndex {
 
 #[derive(Debug, Default)]
 struct PartitionIds {
-    ids: HashSet<String>,
+    // Ids are looked up once per event written; aHash is several times
+    // cheaper than SipHash here and still keyed per process.
+    ids: AHashSet<String>,
     files: HashSet<OsString>,
 }
 
@@ -34,7 +37,7 @@ impl EventIdIndex {
         &mut self,
         root: &Path,
         partition: PartitionPath,
-    ) -> Result<&mut HashSet<String>, IngestError> {
+    ) -> Result<&mut AHashSet<String>, IngestError> {
         let known = self.partitions.entry(partition).or_default();
         read_new_files(&root.join(partition.relative()), known)?;
         Ok(&mut known.ids)
@@ -79,7 +82,7 @@ fn read_new_files(dir: &Path, known: &mut PartitionIds) -> Result<(), IngestErro
     Ok(())
 }
 
-fn read_file_ids(path: &Path, ids: &mut HashSet<String>) -> Result<(), IngestError> {
+fn read_file_ids(path: &Path, ids: &mut AHashSet<String>) -> Result<(), IngestError> {
     let file = File::open(path).map_err(|e| IngestError::io(path, e))?;
     let parquet =
         |e: parquet::errors::ParquetError| IngestError::Parquet(format!("{}: {e}", path.display()));

@@ -151,7 +151,10 @@ impl LakeWriter {
             let stored = self.index.partition(&self.root, partition)?;
             events.retain(|e| {
                 let fresh = stored.insert(e.event_id.as_str().to_owned());
-                let counts = report.per_source.entry(e.source.clone()).or_default();
+                let counts = match report.per_source.get_mut(&e.source) {
+                    Some(counts) => counts,
+                    None => report.per_source.entry(e.source.clone()).or_default(),
+                };
                 if fresh {
                     counts.0 += 1;
                 } else {
