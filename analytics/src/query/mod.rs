@@ -5,6 +5,7 @@
 mod guard;
 mod prune;
 mod render;
+mod views;
 
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -19,7 +20,10 @@ use datafusion::datasource::file_format::parquet::ParquetFormat;
 use datafusion::datasource::listing::{
     ListingOptions, ListingTable, ListingTableConfig, ListingTableUrl,
 };
-use datafusion::execution::cache::cache_manager::{CacheManagerConfig, FileMetadataCache};
+use datafusion::execution::cache::TableScopedPath;
+use datafusion::execution::cache::cache_manager::{
+    CacheManagerConfig, CachedFileMetadata, FileMetadataCache, FileStatisticsCache,
+};
 use datafusion::execution::cache::default_cache::DefaultCache;
 use datafusion::execution::disk_manager::{DiskManagerBuilder, DiskManagerMode};
 use datafusion::execution::runtime_env::RuntimeEnvBuilder;
@@ -125,8 +129,12 @@ impl QueryService {
                 .with_file_sort_order(vec![vec![col("event_time").sort(true, false)]]);
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
-                .with_schema(pipewatch_schema::file_schema());
-            let table = ListingTable::try_new(config).map_err(|e| lake_error(e.to_string()))?;
+                .with_schema(views::scan_schema());
+            // A table built by hand, unlike one made through SQL, keeps
+            // no statistics cache unless given the session's.
+            let table = ListingTable::try_new(config)
+                .map_err(|e| lake_error(e.to_string()))?
+                .with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
             ctx.register_table(EVENTS, Arc::new(table))
                 .map_err(|e| lake_error(e.to_string()))?;
         } else {
@@ -243,8 +251,7 @@ impl QueryService {
             }
         };
         let frame = self.ctx.execute_logical_plan(plan).await.map_err(failed)?;
-        let schema: datafusion::arrow::datatypes::SchemaRef =
-            Arc::new(frame.schema().as_arrow().clone());
+        let schema = views::plain_schema(&Arc::new(frame.schema().as_arrow().clone()));
         let mut stream = frame.execute_stream().await.map_err(failed)?;
         let mut batches = Vec::new();
         let mut rows = 0usize;
@@ -254,6 +261,8 @@ impl QueryService {
             if rows > limits.max_rows {
                 return Err(Attempt::Failed(QueryError::TooManyRows(limits.max_rows)));
             }
+            let batch = views::plain_batch(batch)
+                .map_err(|e| Attempt::Failed(QueryError::Execution(e.to_string())))?;
             batches.push(batch);
         }
         Ok(QueryOutput {
@@ -327,7 +336,10 @@ impl QueryService {
             .await
             .map_err(|e| classify(e, limits))?;
         Ok(stream
-            .map(move |b| b.map_err(|e| classify(e, limits)))
+            .map(move |b| {
+                let batch = b.map_err(|e| classify(e, limits))?;
+                views::plain_batch(batch).map_err(|e| QueryError::Execution(e.to_string()))
+            })
             .boxed())
     }
 }
@@ -344,7 +356,9 @@ fn session(limits: QueryLimits) -> Result<SessionContext, String> {
         runtime = runtime.with_cache_manager(
             CacheManagerConfig::default()
                 .with_file_metadata_cache(Some(footer_cache()))
-                .with_metadata_cache_limit(FOOTER_CACHE_BYTES),
+                .with_metadata_cache_limit(FOOTER_CACHE_BYTES)
+                .with_file_statistics_cache(Some(statistics_cache()))
+                .with_file_statistics_cache_limit(STATISTICS_CACHE_BYTES),
         );
     }
     let runtime = runtime.build_arc().map_err(|e| e.to_string())?;
@@ -376,6 +390,31 @@ fn footer_cache() -> Arc<FileMetadataCache> {
             Arc::new(DefaultCache::new(FOOTER_CACHE_BYTES).with_name("pipewatch lake footers"))
         })
         .clone()
+}
+
+/// Bytes of per-file column statistics (row and null counts, minima and
+/// maxima) kept for the whole process. The planner asks for them on every
+/// scan, and a file missing from the cache has them recomputed from its
+/// footer: a fifth to a quarter of a full scan of a 10M-event lake.
+pub const STATISTICS_CACHE_BYTES: usize = 256 * 1024 * 1024;
+
+/// The statistics of the lake's files, shared like [`footer_cache`]; an
+/// entry is used only while its file keeps its size and modification time.
+fn statistics_cache() -> Arc<FileStatisticsCache> {
+    static STATISTICS: OnceLock<Arc<FileStatisticsCache>> = OnceLock::new();
+    STATISTICS
+        .get_or_init(|| {
+            Arc::new(
+                DefaultCache::<TableScopedPath, CachedFileMetadata>::new(STATISTICS_CACHE_BYTES)
+                    .with_name("pipewatch lake statistics"),
+            )
+        })
+        .clone()
+}
+
+/// How many of the lake's files the process holds statistics for.
+pub fn cached_file_statistics() -> usize {
+    statistics_cache().len()
 }
 
 /// How many of the lake's file footers the process holds in memory.
