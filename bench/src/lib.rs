@@ -78,7 +78,7 @@ pub fn detector_rows(
         .build()
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
-        let service = pipewatch_analytics::QueryService::open(lake, Default::default())
+        let service = pipewatch_analytics::QueryService::open_for_history(lake, Default::default())
             .await
             .map_err(|e| e.to_string())?;
         let mut stream = service
@@ -194,7 +194,7 @@ pub fn demo_lake(corpus: &Corpus, lake: &Path) -> Result<u64, String> {
         .map_err(|e| e.to_string())?;
     runtime.block_on(async {
         use pipewatch_analytics::detect::{DetectConfig, Engine};
-        let service = pipewatch_analytics::QueryService::open(lake, Default::default())
+        let service = pipewatch_analytics::QueryService::open_for_history(lake, Default::default())
             .await
             .map_err(|e| e.to_string())?;
         let mut store =

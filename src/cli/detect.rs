@@ -75,7 +75,7 @@ pub(crate) async fn detect(
     routing: Option<Arc<Routing>>,
     progress: bool,
 ) -> anyhow::Result<DetectOutcome> {
-    let service = QueryService::open(data_dir, QueryLimits::default())
+    let service = QueryService::open_for_history(data_dir, QueryLimits::default())
         .await
         .context("cannot open the lake")?;
     let mut store = AlertStore::open(data_dir).context("cannot open the alert store")?;

@@ -90,7 +90,7 @@ pub(crate) async fn warmed_engine(
     data_dir: &Path,
     config: &DetectConfig,
 ) -> anyhow::Result<(Engine, DetectRun)> {
-    let service = QueryService::open(data_dir, QueryLimits::default())
+    let service = QueryService::open_for_history(data_dir, QueryLimits::default())
         .await
         .context("cannot open the lake")?;
     let mut engine = Engine::new(config).context("invalid detection configuration")?;

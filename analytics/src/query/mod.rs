@@ -89,6 +89,15 @@ pub struct QueryOutput {
     pub schema: datafusion::arrow::datatypes::SchemaRef,
 }
 
+/// How a service's scans read the lake's text columns.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum TextScan {
+    /// As string views, which point into the pages read (see [`views`]).
+    Views,
+    /// As plain strings, each copied out of its page.
+    Plain,
+}
+
 /// Read-only SQL over one data directory.
 pub struct QueryService {
     ctx: SessionContext,
@@ -109,6 +118,25 @@ impl QueryService {
     /// Opens the lake under `data_dir`. An empty or missing lake is a
     /// valid, empty `events` table.
     pub async fn open(data_dir: &Path, limits: QueryLimits) -> Result<Self, QueryError> {
+        Self::open_scanning(data_dir, limits, TextScan::Views).await
+    }
+
+    /// Opens the lake for reading its whole history in time order, as a
+    /// detection backfill or warm-up does through [`QueryService::stream`].
+    /// Text is scanned as plain strings: sorting views of the whole history
+    /// would keep every page they point into alive until the sort ends.
+    pub async fn open_for_history(
+        data_dir: &Path,
+        limits: QueryLimits,
+    ) -> Result<Self, QueryError> {
+        Self::open_scanning(data_dir, limits, TextScan::Plain).await
+    }
+
+    async fn open_scanning(
+        data_dir: &Path,
+        limits: QueryLimits,
+        text: TextScan,
+    ) -> Result<Self, QueryError> {
         let lake_error = |detail: String| QueryError::Lake {
             path: data_dir.display().to_string(),
             detail,
@@ -127,14 +155,23 @@ impl QueryService {
                     ("date".to_owned(), DataType::Utf8),
                 ])
                 .with_file_sort_order(vec![vec![col("event_time").sort(true, false)]]);
+            let schema = match text {
+                TextScan::Views => views::scan_schema(),
+                TextScan::Plain => pipewatch_schema::file_schema(),
+            };
             let config = ListingTableConfig::new(url)
                 .with_listing_options(options)
-                .with_schema(views::scan_schema());
-            // A table built by hand, unlike one made through SQL, keeps
-            // no statistics cache unless given the session's.
-            let table = ListingTable::try_new(config)
-                .map_err(|e| lake_error(e.to_string()))?
-                .with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
+                .with_schema(schema);
+            let mut table = ListingTable::try_new(config).map_err(|e| lake_error(e.to_string()))?;
+            // A table built by hand, unlike one the session registers
+            // itself, keeps no statistics cache unless given one. Entries
+            // hold the schema they were read under, so the plain-text
+            // tables of history reads stay out of the shared cache rather
+            // than evict what the views tables put there.
+            if text == TextScan::Views {
+                table =
+                    table.with_cache(ctx.runtime_env().cache_manager.get_file_statistic_cache());
+            }
             ctx.register_table(EVENTS, Arc::new(table))
                 .map_err(|e| lake_error(e.to_string()))?;
         } else {

@@ -197,7 +197,7 @@ async fn serve_queries(
 async fn backfill(data_dir: PathBuf) -> anyhow::Result<()> {
     let cpu = cpu_time::ProcessTime::now();
     let started = Instant::now();
-    let service = QueryService::open(&data_dir, QueryLimits::default())
+    let service = QueryService::open_for_history(&data_dir, QueryLimits::default())
         .await
         .with_context(|| format!("cannot open the lake at {}", data_dir.display()))?;
     let mut engine = Engine::new(&DetectConfig::default())
