@@ -11,23 +11,15 @@ use datafusion::arrow::record_batch::RecordBatch;
 
 /// The lake's file schema with its text columns as string views. Reading
 /// a view points into the page's dictionary or values instead of copying
-/// each string into a fresh buffer, which is most of what a full scan of
-/// the lake's text columns otherwise spends decoding.
+/// each string into a fresh buffer.
 pub(super) fn scan_schema() -> SchemaRef {
-    let file = pipewatch_schema::file_schema();
-    let fields: Vec<Field> = file
-        .fields()
-        .iter()
-        .map(|f| f.as_ref().clone().with_data_type(as_views(f.data_type())))
-        .collect();
-    Arc::new(Schema::new_with_metadata(fields, file.metadata().clone()))
-}
-
-fn as_views(data_type: &DataType) -> DataType {
-    match data_type {
-        DataType::Utf8 => DataType::Utf8View,
-        other => other.clone(),
-    }
+    with_types(
+        &pipewatch_schema::file_schema(),
+        |data_type| match data_type {
+            DataType::Utf8 => DataType::Utf8View,
+            other => other.clone(),
+        },
+    )
 }
 
 /// `schema` with every string or binary view, at any depth, in its plain
@@ -37,10 +29,15 @@ pub(super) fn plain_schema(schema: &SchemaRef) -> SchemaRef {
     if !schema.fields().iter().any(|f| has_views(f.data_type())) {
         return schema.clone();
     }
+    with_types(schema, plain)
+}
+
+/// `schema` with each field's type replaced by `map` of it.
+fn with_types(schema: &SchemaRef, map: impl Fn(&DataType) -> DataType) -> SchemaRef {
     let fields: Vec<Field> = schema
         .fields()
         .iter()
-        .map(|f| f.as_ref().clone().with_data_type(plain(f.data_type())))
+        .map(|f| f.as_ref().clone().with_data_type(map(f.data_type())))
         .collect();
     Arc::new(Schema::new_with_metadata(fields, schema.metadata().clone()))
 }
