@@ -467,8 +467,28 @@ impl Redactor {
     /// seals the raw record as text: until its commit, the event holds the
     /// text rather than the much larger tree.
     pub fn redact_event(&self, event: &mut Event) {
-        event.for_each_text_mut(|s| self.redact_string(s));
+        if self.columns_may_hold_secrets(event) {
+            event.for_each_text_mut(|s| self.redact_string(s));
+        }
         event.raw.seal(|text| self.redact_json_text(text));
+    }
+
+    /// Whether any text column of the event holds a trigger word, found
+    /// with one search over all of them joined by newlines (no trigger
+    /// holds one, so no match can span two columns) instead of one per
+    /// column: most events hold none.
+    fn columns_may_hold_secrets(&self, event: &mut Event) -> bool {
+        thread_local! {
+            static JOINED: std::cell::RefCell<String> = const { std::cell::RefCell::new(String::new()) };
+        }
+        JOINED.with_borrow_mut(|joined| {
+            joined.clear();
+            event.for_each_text_mut(|s| {
+                joined.push_str(s);
+                joined.push('\n');
+            });
+            self.triggers.found_in(joined)
+        })
     }
 }
 
@@ -505,6 +525,46 @@ mod tests {
         let tag = a.split_whitespace().last().expect("tag").to_owned();
         assert!(tag.starts_with("redacted:github_token:"));
         assert!(b.contains(&tag), "same secret, same replacement");
+    }
+
+    #[test]
+    fn a_secret_in_any_column_is_found_by_the_joined_search() {
+        assert!(
+            TRIGGERS
+                .iter()
+                .chain(SECRET_KEYS)
+                .all(|t| !t.contains('\n')),
+            "columns are joined by newlines, so no trigger may hold one"
+        );
+        let r = redactor();
+        let token = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
+        let fresh = || {
+            pipewatch_schema::Event::new(
+                "test",
+                "e-1",
+                chrono::Utc::now(),
+                pipewatch_schema::Category::PipelineJob,
+                "job",
+                serde_json::json!({"note": "nothing here"}),
+            )
+        };
+        let mut clean = fresh();
+        clean.repo = Some("acme/web".into());
+        r.redact_event(&mut clean);
+        assert_eq!(clean.repo.as_deref(), Some("acme/web"));
+        assert_eq!(clean.action, "job");
+
+        let mut in_label = fresh();
+        in_label.repo = Some("acme/web".into());
+        in_label.cicd_worker_labels = vec!["linux".into(), format!("token {token}")];
+        r.redact_event(&mut in_label);
+        assert!(!in_label.cicd_worker_labels[1].contains(token));
+        assert_eq!(in_label.cicd_worker_labels[0], "linux");
+
+        let mut first = fresh();
+        first.action = format!("push {token}");
+        r.redact_event(&mut first);
+        assert!(!first.action.contains(token), "{}", first.action);
     }
 
     #[test]
