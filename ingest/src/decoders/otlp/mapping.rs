@@ -4,6 +4,9 @@
 //! spelling lives in [`ALIASES`] and nowhere else.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::LazyLock;
+
+use ahash::AHashMap;
 
 use chrono::{DateTime, Utc};
 
@@ -164,6 +167,61 @@ pub(super) enum Role {
     Other,
 }
 
+/// Variants of [`Field`]: the length of a [`Resolved`] table.
+const FIELD_COUNT: usize = Field::Annotation as usize + 1;
+
+/// Attribute name -> the meanings it carries, with the row of each in
+/// [`ALIASES`] (lower rows lose).
+static ALIAS_INDEX: LazyLock<AHashMap<&'static str, Vec<(Field, usize)>>> = LazyLock::new(|| {
+    let mut index: AHashMap<&'static str, Vec<(Field, usize)>> = AHashMap::new();
+    for (rank, (key, field)) in ALIASES.iter().enumerate() {
+        index.entry(*key).or_default().push((*field, rank));
+    }
+    index
+});
+
+/// The value each meaning takes in one attribute map: the non-null value
+/// under its highest-ranked alias. Built in one pass over the map's keys,
+/// so a span's thirty-odd reads cost a lookup each instead of a search of
+/// the alias table.
+#[derive(Clone, Copy)]
+struct Resolved<'a> {
+    best: [Option<(usize, &'a Value)>; FIELD_COUNT],
+}
+
+impl<'a> Resolved<'a> {
+    fn of(attrs: &'a Attrs) -> Self {
+        let mut best = [None; FIELD_COUNT];
+        for (key, value) in attrs {
+            if value.is_null() {
+                continue;
+            }
+            let Some(meanings) = ALIAS_INDEX.get(key.as_str()) else {
+                continue;
+            };
+            for &(field, rank) in meanings {
+                let slot = &mut best[field as usize];
+                if slot.is_none_or(|(held, _)| rank < held) {
+                    *slot = Some((rank, value));
+                }
+            }
+        }
+        Resolved { best }
+    }
+
+    fn get(&self, field: Field) -> Option<(usize, &'a Value)> {
+        self.best[field as usize]
+    }
+
+    fn has(&self, field: Field) -> bool {
+        self.get(field).is_some()
+    }
+
+    fn has_any(&self, fields: &[Field]) -> bool {
+        fields.iter().any(|f| self.has(*f))
+    }
+}
+
 fn has(attrs: &Attrs, field: Field) -> bool {
     ALIASES
         .iter()
@@ -195,36 +253,37 @@ pub(crate) fn is_cicd_span(span_attrs: &Attrs, resource_attrs: &Attrs) -> bool {
 /// outside its own resource: receivers put one job per resource, with the
 /// job as the topmost span and steps below it.
 fn classify(span: &SpanRecord, top_of_resource: bool) -> Role {
-    let own = &span.attrs;
-    let resource = span.resource.as_ref();
-    if own
+    if span
+        .attrs
         .keys()
         .any(|k| STEP_PREFIXES.iter().any(|p| k.starts_with(p)))
     {
         return Role::Step;
     }
-    if has(own, F::QueueDuration) {
+    let own = Resolved::of(&span.attrs);
+    let resource = Resolved::of(&span.resource);
+    if own.has(F::QueueDuration) {
         return Role::Queue;
     }
-    if has(own, F::TaskRunId) {
+    if own.has(F::TaskRunId) {
         return Role::Job;
     }
-    if has_any(own, RUN_MARKERS) {
+    if own.has_any(RUN_MARKERS) {
         return Role::Run;
     }
-    if has(own, F::TaskName) {
-        return if has(resource, F::TaskRunId) {
+    if own.has(F::TaskName) {
+        return if resource.has(F::TaskRunId) {
             Role::Step
         } else {
             Role::Job
         };
     }
-    if span.kind == Kind::Client && (has(own, F::ServerAddress) || has(own, F::UrlFull)) {
+    if span.kind == Kind::Client && (own.has(F::ServerAddress) || own.has(F::UrlFull)) {
         return Role::Egress;
     }
-    let resource_role = if has(resource, F::TaskRunId) {
+    let resource_role = if resource.has(F::TaskRunId) {
         Role::Job
-    } else if has_any(resource, RUN_MARKERS) {
+    } else if resource.has_any(RUN_MARKERS) {
         Role::Run
     } else {
         return Role::Other;
@@ -329,23 +388,31 @@ impl<'a> SpanIndex<'a> {
 
 /// Typed reads of a span's attributes through the alias table.
 pub(super) struct View<'a> {
-    span: &'a SpanRecord,
+    own: Resolved<'a>,
+    resource: Resolved<'a>,
 }
 
 impl<'a> View<'a> {
     pub(super) fn new(span: &'a SpanRecord) -> Self {
-        View { span }
+        View {
+            own: Resolved::of(&span.attrs),
+            resource: Resolved::of(&span.resource),
+        }
     }
 
+    /// The value under the highest-ranked alias present; at equal rank
+    /// the span's own attribute wins over its resource's.
     fn value(&self, field: Field) -> Option<&'a Value> {
-        ALIASES
-            .iter()
-            .filter(|(_, f)| *f == field)
-            .find_map(|(key, _)| {
-                [&self.span.attrs, self.span.resource.as_ref()]
-                    .into_iter()
-                    .find_map(|attrs| attrs.get(*key).filter(|v| !v.is_null()))
-            })
+        match (self.own.get(field), self.resource.get(field)) {
+            (Some((own_rank, own)), Some((resource_rank, resource))) => {
+                Some(if own_rank <= resource_rank {
+                    own
+                } else {
+                    resource
+                })
+            }
+            (own, resource) => own.or(resource).map(|(_, value)| value),
+        }
     }
 
     pub(super) fn text(&self, field: Field) -> Option<String> {
@@ -395,7 +462,7 @@ impl<'a> View<'a> {
 
     /// Whether the attribute is the span's own rather than its resource's.
     fn own(&self, field: Field) -> bool {
-        has(&self.span.attrs, field)
+        self.own.has(field)
     }
 }
 
