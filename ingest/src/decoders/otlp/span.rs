@@ -276,12 +276,7 @@ pub(super) fn from_request_text(
     for (r, rs) in request.resource_spans.iter().enumerate() {
         let group = *next_group;
         *next_group += 1;
-        let resource_tree = rs
-            .resource
-            .and_then(|r| serde_json::from_str::<Value>(r.get()).ok());
-        let resource = Rc::new(attributes(
-            resource_tree.as_ref().and_then(|r| r.get("attributes")),
-        ));
+        let resource = Rc::new(rs.resource.map_or_else(Attrs::new, resource_attributes));
         let resource_text: Rc<str> = rs.resource.map_or_else(|| "{}".into(), |r| r.get().into());
         let scopes = rs
             .scope_spans
@@ -304,8 +299,17 @@ pub(super) fn from_request_text(
                     scope: Rc::clone(&scope),
                     span: span_text.get().into(),
                 };
-                let span = serde_json::from_str::<Value>(span_text.get()).unwrap_or(Value::Null);
-                match otlp_span(&span, &resource, group, raw, at) {
+                // A span of the usual shape is read into its fields; anything
+                // else is read as a tree, which names what is wrong with it.
+                let record = match serde_json::from_str::<SpanText<'_>>(span_text.get()) {
+                    Ok(fields) => fields.into_record(&resource, group, raw, at),
+                    Err(_) => {
+                        let span =
+                            serde_json::from_str::<Value>(span_text.get()).unwrap_or(Value::Null);
+                        otlp_span(&span, &resource, group, raw, at)
+                    }
+                };
+                match record {
                     Ok(record) => spans.push(record),
                     Err((reason, detail)) => bad.push(BadSpan {
                         position: at,
@@ -335,29 +339,208 @@ fn otlp_span(
             "span is not an object".into(),
         ));
     }
-    let trace_id = required_id(span.get("traceId"), "traceId", 16)?;
-    let span_id = required_id(span.get("spanId"), "spanId", 8)?;
-    let parent_span_id = optional_id(span.get("parentSpanId"), "parentSpanId", 8)?;
-    let start = unix_nanos(span.get("startTimeUnixNano"), "startTimeUnixNano")?;
-    let end = unix_nanos(span.get("endTimeUnixNano"), "endTimeUnixNano")?;
-    let status = span.get("status");
-    Ok(SpanRecord {
-        trace_id,
-        span_id,
-        parent_span_id,
-        name: text(span.get("name")).unwrap_or_default(),
-        kind: Kind::from_otlp(span.get("kind")),
-        start,
-        end,
-        duration_ms: None,
-        status: StatusCode::parse(status.and_then(|s| s.get("code"))),
-        status_message: text(status.and_then(|s| s.get("message"))),
-        attrs: attributes(span.get("attributes")),
-        resource: Rc::clone(resource),
-        resource_group,
-        raw,
-        position,
-    })
+    let parts = SpanParts {
+        trace_id: span.get("traceId"),
+        span_id: span.get("spanId"),
+        parent_span_id: span.get("parentSpanId"),
+        start: span.get("startTimeUnixNano"),
+        end: span.get("endTimeUnixNano"),
+        name: span.get("name"),
+        kind: span.get("kind"),
+        status: span.get("status"),
+    };
+    let attrs = attributes(span.get("attributes"));
+    parts.into_record(attrs, resource, resource_group, raw, position)
+}
+
+/// The fields of an OTLP/JSON span, wherever they were read from.
+struct SpanParts<'v> {
+    trace_id: Option<&'v Value>,
+    span_id: Option<&'v Value>,
+    parent_span_id: Option<&'v Value>,
+    start: Option<&'v Value>,
+    end: Option<&'v Value>,
+    name: Option<&'v Value>,
+    kind: Option<&'v Value>,
+    status: Option<&'v Value>,
+}
+
+impl SpanParts<'_> {
+    fn into_record(
+        self,
+        attrs: Attrs,
+        resource: &Rc<Attrs>,
+        resource_group: usize,
+        raw: RawSpan,
+        position: Position,
+    ) -> Result<SpanRecord, Problem> {
+        let trace_id = required_id(self.trace_id, "traceId", 16)?;
+        let span_id = required_id(self.span_id, "spanId", 8)?;
+        let parent_span_id = optional_id(self.parent_span_id, "parentSpanId", 8)?;
+        let start = unix_nanos(self.start, "startTimeUnixNano")?;
+        let end = unix_nanos(self.end, "endTimeUnixNano")?;
+        let status = self.status;
+        Ok(SpanRecord {
+            trace_id,
+            span_id,
+            parent_span_id,
+            name: text(self.name).unwrap_or_default(),
+            kind: Kind::from_otlp(self.kind),
+            start,
+            end,
+            duration_ms: None,
+            status: StatusCode::parse(status.and_then(|s| s.get("code"))),
+            status_message: text(status.and_then(|s| s.get("message"))),
+            attrs,
+            resource: Rc::clone(resource),
+            resource_group,
+            raw,
+            position,
+        })
+    }
+}
+
+/// A field read as whatever JSON it holds, `null` included: a present
+/// `null` and an absent field are told apart as the tree tells them apart.
+fn present<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Value>, D::Error> {
+    <Value as serde::Deserialize>::deserialize(d).map(Some)
+}
+
+/// An OTLP/JSON span of the usual shape, read straight into its fields
+/// (attributes a list of key and `AnyValue`) instead of into a tree.
+/// Text of any other shape fails to read and is read as a tree instead.
+#[derive(serde::Deserialize)]
+struct SpanText<'a> {
+    #[serde(rename = "traceId", default, deserialize_with = "present")]
+    trace_id: Option<Value>,
+    #[serde(rename = "spanId", default, deserialize_with = "present")]
+    span_id: Option<Value>,
+    #[serde(rename = "parentSpanId", default, deserialize_with = "present")]
+    parent_span_id: Option<Value>,
+    #[serde(rename = "startTimeUnixNano", default, deserialize_with = "present")]
+    start: Option<Value>,
+    #[serde(rename = "endTimeUnixNano", default, deserialize_with = "present")]
+    end: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    name: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    kind: Option<Value>,
+    #[serde(default, deserialize_with = "present")]
+    status: Option<Value>,
+    #[serde(borrow, default)]
+    attributes: Option<Vec<KeyValueText<'a>>>,
+}
+
+impl SpanText<'_> {
+    fn into_record(
+        self,
+        resource: &Rc<Attrs>,
+        resource_group: usize,
+        raw: RawSpan,
+        position: Position,
+    ) -> Result<SpanRecord, Problem> {
+        let attrs = self
+            .attributes
+            .map(KeyValueText::flatten)
+            .unwrap_or_default();
+        let parts = SpanParts {
+            trace_id: self.trace_id.as_ref(),
+            span_id: self.span_id.as_ref(),
+            parent_span_id: self.parent_span_id.as_ref(),
+            start: self.start.as_ref(),
+            end: self.end.as_ref(),
+            name: self.name.as_ref(),
+            kind: self.kind.as_ref(),
+            status: self.status.as_ref(),
+        };
+        parts.into_record(attrs, resource, resource_group, raw, position)
+    }
+}
+
+/// A resource of the usual shape: its attribute list.
+#[derive(serde::Deserialize)]
+struct ResourceText<'a> {
+    #[serde(borrow, default)]
+    attributes: Option<Vec<KeyValueText<'a>>>,
+}
+
+/// A resource's flattened attributes, read from its text.
+fn resource_attributes(text: &RawValue) -> Attrs {
+    match serde_json::from_str::<ResourceText<'_>>(text.get()) {
+        Ok(resource) => resource
+            .attributes
+            .map(KeyValueText::flatten)
+            .unwrap_or_default(),
+        Err(_) => {
+            let tree = serde_json::from_str::<Value>(text.get()).ok();
+            attributes(tree.as_ref().and_then(|r| r.get("attributes")))
+        }
+    }
+}
+
+/// One `{key, value}` entry of an attribute list.
+#[derive(serde::Deserialize)]
+struct KeyValueText<'a> {
+    #[serde(borrow)]
+    key: std::borrow::Cow<'a, str>,
+    #[serde(default)]
+    value: Option<AnyValueText>,
+}
+
+impl KeyValueText<'_> {
+    /// The list as [`attributes`] flattens it.
+    fn flatten(list: Vec<Self>) -> Attrs {
+        let mut out = Map::new();
+        for item in list {
+            let value = item.value.map_or(Value::Null, AnyValueText::into_plain);
+            out.insert(item.key.into_owned(), value);
+        }
+        out
+    }
+}
+
+/// An `AnyValue` object: the variant fields, each as the JSON it holds.
+#[derive(serde::Deserialize)]
+struct AnyValueText {
+    #[serde(rename = "stringValue", default, deserialize_with = "present")]
+    string_value: Option<Value>,
+    #[serde(rename = "boolValue", default, deserialize_with = "present")]
+    bool_value: Option<Value>,
+    #[serde(rename = "intValue", default, deserialize_with = "present")]
+    int_value: Option<Value>,
+    #[serde(rename = "doubleValue", default, deserialize_with = "present")]
+    double_value: Option<Value>,
+    #[serde(rename = "arrayValue", default, deserialize_with = "present")]
+    array_value: Option<Value>,
+    #[serde(rename = "kvlistValue", default, deserialize_with = "present")]
+    kvlist_value: Option<Value>,
+    #[serde(rename = "bytesValue", default, deserialize_with = "present")]
+    bytes_value: Option<Value>,
+}
+
+impl AnyValueText {
+    /// The value as [`any_value`] makes it of the same object.
+    fn into_plain(self) -> Value {
+        if let Some(v) = self.string_value {
+            return v;
+        }
+        if let Some(v) = self.bool_value {
+            return v;
+        }
+        if let Some(v) = self.int_value {
+            return int_value(v);
+        }
+        if let Some(v) = self.double_value {
+            return double_value(v);
+        }
+        if let Some(v) = self.array_value {
+            return array_value(&v);
+        }
+        if let Some(v) = self.kvlist_value {
+            return Value::Object(attributes(v.get("values")));
+        }
+        self.bytes_value.unwrap_or(Value::Null)
+    }
 }
 
 /// Reads one `ConsoleSpanExporter` object (OpenTelemetry JS 1.x and 2.x field names).
@@ -475,32 +658,13 @@ fn any_value(value: Option<&Value>) -> Value {
         return v.clone();
     }
     if let Some(v) = object.get("intValue") {
-        return match v {
-            Value::String(s) => s
-                .trim()
-                .parse::<i64>()
-                .map_or_else(|_| v.clone(), Value::from),
-            other => other.clone(),
-        };
+        return int_value(v.clone());
     }
     if let Some(v) = object.get("doubleValue") {
-        return match v {
-            Value::String(s) => s
-                .trim()
-                .parse::<f64>()
-                .ok()
-                .and_then(serde_json::Number::from_f64)
-                .map_or_else(|| v.clone(), Value::Number),
-            other => other.clone(),
-        };
+        return double_value(v.clone());
     }
     if let Some(v) = object.get("arrayValue") {
-        let items = v.get("values").and_then(Value::as_array);
-        return Value::Array(
-            items
-                .map(|items| items.iter().map(|i| any_value(Some(i))).collect())
-                .unwrap_or_default(),
-        );
+        return array_value(v);
     }
     if let Some(v) = object.get("kvlistValue") {
         return Value::Object(attributes(v.get("values")));
@@ -509,6 +673,37 @@ fn any_value(value: Option<&Value>) -> Value {
         return v.clone();
     }
     Value::Null
+}
+
+/// An `intValue`: int64 is written as a decimal string in OTLP/JSON.
+fn int_value(v: Value) -> Value {
+    match &v {
+        Value::String(s) => s.trim().parse::<i64>().map_or(v, Value::from),
+        _ => v,
+    }
+}
+
+/// A `doubleValue`, which some exporters write as a string.
+fn double_value(v: Value) -> Value {
+    match &v {
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .ok()
+            .and_then(serde_json::Number::from_f64)
+            .map_or(v, Value::Number),
+        _ => v,
+    }
+}
+
+/// An `arrayValue`: its `values`, each a plain value.
+fn array_value(v: &Value) -> Value {
+    let items = v.get("values").and_then(Value::as_array);
+    Value::Array(
+        items
+            .map(|items| items.iter().map(|i| any_value(Some(i))).collect())
+            .unwrap_or_default(),
+    )
 }
 
 fn required_id(value: Option<&Value>, field: &str, bytes: usize) -> Result<String, Problem> {
@@ -633,6 +828,65 @@ mod tests {
         );
         let bad = optional_id(Some(&json!("xyz")), "spanId", 8).expect_err("rejected");
         assert_eq!(bad.0, DeadLetterReason::InvalidValue);
+    }
+
+    #[test]
+    fn spans_read_into_fields_match_spans_read_as_trees() {
+        let resource = Rc::new(Attrs::new());
+        let read = |span: &Value| {
+            let raw = RawSpan::Whole(Value::Null);
+            let text = span.to_string();
+            let fields = serde_json::from_str::<SpanText<'_>>(&text).map(|f| {
+                format!(
+                    "{:?}",
+                    f.into_record(&resource, 3, raw.clone(), Position::Line(2))
+                )
+            });
+            let tree = format!(
+                "{:?}",
+                otlp_span(span, &resource, 3, raw, Position::Line(2))
+            );
+            (fields.ok(), tree)
+        };
+        let usual = json!({
+            "traceId": "5B8EFFF798038103D269B633813FC60C", "spanId": "00f067aa0ba902b7",
+            "parentSpanId": "", "name": "build", "kind": 3,
+            "startTimeUnixNano": "1769641490000000000", "endTimeUnixNano": 1769641491000000000u64,
+            "status": {"code": 2, "message": "exit 1"}, "events": [], "droppedAttributesCount": 0,
+            "attributes": [
+                {"key": "s", "value": {"stringValue": "x"}},
+                {"key": "n", "value": {"stringValue": null}},
+                {"key": "i", "value": {"intValue": "14460881260"}},
+                {"key": "d", "value": {"doubleValue": "2.5"}},
+                {"key": "b", "value": {"boolValue": true}},
+                {"key": "a", "value": {"arrayValue": {"values": [{"stringValue": "y"}, {"intValue": "7"}]}}},
+                {"key": "k", "value": {"kvlistValue": {"values": [{"key": "z", "value": {"stringValue": "w"}}]}}},
+                {"key": "y", "value": {"bytesValue": "AQI="}},
+                {"key": "e", "value": {}},
+                {"key": "m"},
+            ],
+        });
+        let (fields, tree) = read(&usual);
+        assert_eq!(fields.as_deref(), Some(tree.as_str()));
+        assert!(
+            tree.contains("14460881260") && tree.contains("exit 1"),
+            "{tree}"
+        );
+
+        // Rejections say the same thing either way.
+        let bad_id = json!({"traceId": 5, "spanId": "00f067aa0ba902b7", "name": null, "kind": "SPAN_KIND_CLIENT"});
+        let (fields, tree) = read(&bad_id);
+        assert_eq!(fields.as_deref(), Some(tree.as_str()));
+        assert!(tree.contains("traceId 5 is not a string"), "{tree}");
+
+        // Shapes the fields do not describe are left to the tree.
+        for odd in [
+            json!({"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "00f067aa0ba902b7", "attributes": {"flat": 1}}),
+            json!({"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "00f067aa0ba902b7", "attributes": [{"key": 1}]}),
+            json!({"traceId": "5b8efff798038103d269b633813fc60c", "spanId": "00f067aa0ba902b7", "attributes": [{"key": "v", "value": "bare"}]}),
+        ] {
+            assert_eq!(read(&odd).0, None, "{odd}");
+        }
     }
 
     #[test]
