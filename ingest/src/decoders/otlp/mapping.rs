@@ -3,11 +3,10 @@
 //! githubreceiver, the Jenkins plugin, otel-cicd-action), so every accepted
 //! spelling lives in [`ALIASES`] and nowhere else.
 
-use std::collections::{HashMap, HashSet};
 use std::sync::LazyLock;
 
-use ahash::AHashMap;
-
+// aHash: ids and names are hashed once per span; still keyed per process.
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use chrono::{DateTime, Utc};
 
 use pipewatch_schema::{ActorKind, Category, Event, RunnerHosting};
@@ -172,8 +171,8 @@ const FIELD_COUNT: usize = Field::Annotation as usize + 1;
 
 /// Attribute name -> the meanings it carries, with the row of each in
 /// [`ALIASES`] (lower rows lose).
-static ALIAS_INDEX: LazyLock<AHashMap<&'static str, Vec<(Field, usize)>>> = LazyLock::new(|| {
-    let mut index: AHashMap<&'static str, Vec<(Field, usize)>> = AHashMap::new();
+static ALIAS_INDEX: LazyLock<HashMap<&'static str, Vec<(Field, usize)>>> = LazyLock::new(|| {
+    let mut index: HashMap<&'static str, Vec<(Field, usize)>> = HashMap::new();
     for (rank, (key, field)) in ALIASES.iter().enumerate() {
         index.entry(*key).or_default().push((*field, rank));
     }

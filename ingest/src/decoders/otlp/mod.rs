@@ -11,7 +11,8 @@ mod mapping;
 mod proto;
 mod span;
 
-use std::collections::{HashMap, HashSet};
+// aHash: ids and names are hashed once per span; still keyed per process.
+use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 
 use pipewatch_schema::{Category, Event};
 use serde_json::Value;
