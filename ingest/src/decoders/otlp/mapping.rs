@@ -221,16 +221,6 @@ impl<'a> Resolved<'a> {
     }
 }
 
-fn has(attrs: &Attrs, field: Field) -> bool {
-    ALIASES
-        .iter()
-        .any(|(key, f)| *f == field && attrs.get(*key).is_some_and(|v| !v.is_null()))
-}
-
-fn has_any(attrs: &Attrs, fields: &[Field]) -> bool {
-    fields.iter().any(|f| has(attrs, *f))
-}
-
 const RUN_MARKERS: &[Field] = &[F::RunId, F::PipelineId, F::PipelineName];
 const TASK_MARKERS: &[Field] = &[F::TaskRunId, F::TaskName];
 
@@ -239,28 +229,29 @@ const TASK_MARKERS: &[Field] = &[F::TaskRunId, F::TaskName];
 /// inside a CI trace, which become egress rows.
 pub(crate) fn is_cicd_span(span_attrs: &Attrs, resource_attrs: &Attrs) -> bool {
     [span_attrs, resource_attrs].into_iter().any(|attrs| {
-        has_any(attrs, RUN_MARKERS)
-            || has_any(attrs, TASK_MARKERS)
-            || has(attrs, F::QueueDuration)
-            || attrs
-                .keys()
-                .any(|k| STEP_PREFIXES.iter().any(|p| k.starts_with(p)))
+        let resolved = Resolved::of(attrs);
+        resolved.has_any(RUN_MARKERS)
+            || resolved.has_any(TASK_MARKERS)
+            || resolved.has(F::QueueDuration)
+            || is_step_attrs(attrs)
     })
+}
+
+/// Whether the map holds an attribute only per-step spans carry.
+fn is_step_attrs(attrs: &Attrs) -> bool {
+    attrs
+        .keys()
+        .any(|k| STEP_PREFIXES.iter().any(|p| k.starts_with(p)))
 }
 
 /// Classifies one span. `top_of_resource` says whether its parent lies
 /// outside its own resource: receivers put one job per resource, with the
 /// job as the topmost span and steps below it.
-fn classify(span: &SpanRecord, top_of_resource: bool) -> Role {
-    if span
-        .attrs
-        .keys()
-        .any(|k| STEP_PREFIXES.iter().any(|p| k.starts_with(p)))
-    {
+fn classify(span: &SpanRecord, view: &View<'_>, top_of_resource: bool) -> Role {
+    if is_step_attrs(&span.attrs) {
         return Role::Step;
     }
-    let own = Resolved::of(&span.attrs);
-    let resource = Resolved::of(&span.resource);
+    let (own, resource) = (&view.own, &view.resource);
     if own.has(F::QueueDuration) {
         return Role::Queue;
     }
@@ -296,8 +287,9 @@ fn classify(span: &SpanRecord, top_of_resource: bool) -> Role {
 
 /// Roles for every span of an input, using the structure between spans:
 /// the topmost span of a resource, runs nested in runs (Jenkins phases), and
-/// egress only inside traces that hold CI spans.
-pub(super) fn roles(spans: &[SpanRecord]) -> Vec<Role> {
+/// egress only inside traces that hold CI spans. `views` are the spans'
+/// [`View`]s, in the same order.
+pub(super) fn roles(spans: &[SpanRecord], views: &[View<'_>]) -> Vec<Role> {
     let mut group_ids: HashMap<usize, HashSet<&str>> = HashMap::new();
     for span in spans {
         group_ids
@@ -307,13 +299,14 @@ pub(super) fn roles(spans: &[SpanRecord]) -> Vec<Role> {
     }
     let mut roles: Vec<Role> = spans
         .iter()
-        .map(|span| {
+        .zip(views)
+        .map(|(span, view)| {
             let top = span.parent_span_id.as_deref().is_none_or(|parent| {
                 !group_ids
                     .get(&span.resource_group)
                     .is_some_and(|ids| ids.contains(parent))
             });
-            classify(span, top)
+            classify(span, view, top)
         })
         .collect();
 
@@ -577,13 +570,14 @@ fn actor_kind(actor: &str) -> ActorKind {
 
 /// Builds the row for a run, job or egress span at its start time; `None`
 /// for other roles and for spans without times.
-pub(super) fn event(span: &SpanRecord, role: Role, source: &str) -> Option<Event> {
-    event_at(span, role, source, span.start.or(span.end)?)
+pub(super) fn event(span: &SpanRecord, view: &View<'_>, role: Role, source: &str) -> Option<Event> {
+    event_at(span, view, role, source, span.start.or(span.end)?)
 }
 
 /// Builds the row for a run, job or egress span; `None` for other roles.
 pub(super) fn event_at(
     span: &SpanRecord,
+    view: &View<'_>,
     role: Role,
     source: &str,
     event_time: DateTime<Utc>,
@@ -594,7 +588,6 @@ pub(super) fn event_at(
         Role::Egress => (Category::Egress, "egress.http"),
         Role::Step | Role::Queue | Role::Other => return None,
     };
-    let view = View::new(span);
     let mut e = Event::new(
         source,
         format!("{}:{}", span.trace_id, span.span_id),
@@ -611,7 +604,7 @@ pub(super) fn event_at(
     e.duration_ms = span.duration_ms;
     e.fill_duration();
 
-    e.repo = repo_of(&view);
+    e.repo = repo_of(view);
     e.org = e.repo.as_deref().and_then(crate::decoders::util::org_of);
     e.vcs_ref_head_name = view.text(F::RefHead);
     e.vcs_ref_head_revision = view.text(F::Revision);
@@ -674,7 +667,7 @@ pub(super) fn event_at(
             e.cicd_worker_name = view.text(F::WorkerName);
             e.cicd_worker_group = view.text(F::WorkerGroup);
             e.cicd_worker_labels = view.list(F::WorkerLabels);
-            (e.runner_hosting, e.runner_ephemeral) = hosting(&view);
+            (e.runner_hosting, e.runner_ephemeral) = hosting(view);
             e.cpu_seconds = view.f64(F::CpuSeconds);
             e.memory_bytes = view.i64(F::MemoryBytes);
             e.egress_bytes = view.i64(F::TransmitBytes);
@@ -753,9 +746,8 @@ pub(super) fn inherit(child: &mut Event, parent: &Event) {
 }
 
 /// Queue time of a job from a queue child span (nanoseconds attribute, else its length).
-pub(super) fn queue_ms(span: &SpanRecord) -> Option<i64> {
-    View::new(span)
-        .f64(F::QueueDuration)
+pub(super) fn queue_ms(span: &SpanRecord, view: &View<'_>) -> Option<i64> {
+    view.f64(F::QueueDuration)
         .map(|ns| (ns / 1e6) as i64)
         .or_else(|| {
             let (start, end) = (span.start?, span.end?);

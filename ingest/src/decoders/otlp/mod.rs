@@ -17,7 +17,7 @@ use ahash::{AHashMap as HashMap, AHashSet as HashSet};
 use pipewatch_schema::{Category, Event};
 use serde_json::Value;
 
-use self::mapping::{Role, SpanIndex};
+use self::mapping::{Role, SpanIndex, View};
 use self::span::{BadSpan, SpanRecord};
 use super::{DecodeOutput, Decoder, Format, Input, Position, framing};
 use crate::dead_letter::DeadLetterReason;
@@ -309,14 +309,16 @@ fn map_spans(
     out: &mut DecodeOutput,
     strict: bool,
 ) -> SpanTally {
-    let roles = mapping::roles(spans);
+    // Each span's attributes are resolved once, for its role and its row.
+    let views: Vec<View<'_>> = spans.iter().map(View::new).collect();
+    let roles = mapping::roles(spans, &views);
     let index = SpanIndex::new(spans);
     let mut seen = HashSet::new();
     let mut events: Vec<Option<Event>> = Vec::with_capacity(spans.len());
-    for (span, role) in spans.iter().zip(&roles) {
+    for ((span, view), role) in spans.iter().zip(&views).zip(&roles) {
         let first = seen.insert((span.trace_id.as_str(), span.span_id.as_str()));
         let event = if first {
-            mapping::event(span, *role, FORMAT.name())
+            mapping::event(span, view, *role, FORMAT.name())
         } else {
             None
         };
@@ -325,7 +327,7 @@ fn map_spans(
             None if first && matches!(role, Role::Run | Role::Job | Role::Egress) => {
                 // No start or end time: fall back to when the input was observed.
                 match input.observed_at {
-                    Some(at) => mapping::event_at(span, *role, FORMAT.name(), at),
+                    Some(at) => mapping::event_at(span, view, *role, FORMAT.name(), at),
                     None => {
                         out.reject(
                             FORMAT,
@@ -353,11 +355,12 @@ fn map_spans(
             continue;
         }
         if let Some(parent) = index.ancestors(spans, i).next()
+            && let Some(view) = views.get(i)
             && let Some(Some(job)) = events.get_mut(parent)
             && job.category == Category::PipelineJob
             && job.queue_ms.is_none()
         {
-            job.queue_ms = mapping::queue_ms(span);
+            job.queue_ms = mapping::queue_ms(span, view);
         }
     }
 
