@@ -10,14 +10,17 @@ use std::process::ExitCode;
 
 use clap::Parser;
 
-// Ingest builds and drops many small JSON trees and queries many small
-// buffers: with mimalloc instead of glibc's allocator both take markedly
-// less CPU (measured in BENCHMARKS.md, tuning log). Built without its
-// transparent-huge-page advice (`no_thp`): where THP is on request only,
-// the kernel zeroed a whole 2 MiB page at each first touch of short-lived
-// buffers, for more CPU and a higher peak.
+// Ingest builds and drops many short-lived buffers (decoded records, Arrow
+// builders, Parquet pages) and queries many small ones: glibc's allocator
+// spent markedly more CPU on both. jemalloc is built to keep the pages it
+// has freed instead of handing them back to the kernel
+// (`.cargo/config.toml`), because zeroing them again at the next first touch
+// cost ingest about an eighth of its CPU; the memory held stays at the
+// process's peak. `_RJEM_MALLOC_CONF=dirty_decay_ms:10000` at run time makes
+// it return idle pages after about ten seconds instead (BENCHMARKS.md,
+// tuning log).
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();

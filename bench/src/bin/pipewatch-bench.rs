@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 // The allocator of the `pipewatch` binary, so queries are timed as the
 // server runs them.
 #[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
 #[derive(Debug, Parser)]
 #[command(about = "pipewatch's side of the comparison benchmarks (see bench/run)")]
