@@ -78,6 +78,13 @@ fn events_land_in_category_and_day_partitions_sorted_by_time() {
             id.bloom_filter_offset().is_some(),
             "bloom filter on event_id"
         );
+        // A column none of the file's events fill goes without a codec.
+        let trace_id = row_group
+            .columns()
+            .iter()
+            .find(|c| c.column_path().string() == "trace_id")
+            .expect("trace_id column");
+        assert_eq!(trace_id.compression(), Compression::UNCOMPRESSED);
         assert!(row_group.sorting_columns().is_some(), "declared sort order");
         // Times inside the file are ascending.
         let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -294,6 +301,12 @@ fn compaction_merges_a_partitions_small_files_into_one_sorted_file() {
         group.column(0).compression(),
         Compression::ZSTD(_)
     ));
+    let empty = group
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == "trace_id")
+        .expect("trace_id column");
+    assert_eq!(empty.compression(), Compression::UNCOMPRESSED);
 
     let again = compactor.compact_all(|| false).expect("compacts");
     assert_eq!(

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::atomic::{commit_with, process_gone, sync_dir};
-use super::writer::compacted_properties;
+use super::writer::{compacted_properties, without_codecs_for_empty_columns};
 use crate::IngestError;
 
 /// Directory under the data directory holding one journal per partition
@@ -426,9 +426,10 @@ impl Compactor {
                 let parquet = |e: parquet::errors::ParquetError| {
                     IngestError::Parquet(format!("{}: {e}", target.display()))
                 };
-                let mut writer =
-                    ArrowWriter::try_new(&mut *file, file_schema(), Some(properties.clone()))
-                        .map_err(parquet)?;
+                let properties =
+                    without_codecs_for_empty_columns(&properties, std::slice::from_ref(&merged));
+                let mut writer = ArrowWriter::try_new(&mut *file, file_schema(), Some(properties))
+                    .map_err(parquet)?;
                 writer.write(&merged).map_err(parquet)?;
                 writer.close().map_err(parquet)?;
                 Ok(())

@@ -5,11 +5,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use arrow_array::RecordBatch;
+use arrow_array::{Array, RecordBatch};
 use parquet::arrow::ArrowWriter;
 use parquet::basic::{Compression, ZstdLevel};
 use parquet::file::metadata::SortingColumn;
 use parquet::file::properties::{EnabledStatistics, WriterProperties};
+use parquet::schema::types::ColumnPath;
 use pipewatch_schema::{
     DataFilePath, Event, EventBatchBuilder, EventId, PartitionPath, file_schema,
 };
@@ -42,6 +43,42 @@ pub fn writer_properties() -> WriterProperties {
 pub(crate) fn compacted_properties() -> WriterProperties {
     let level = ZstdLevel::try_new(COMPACTED_RAW_ZSTD_LEVEL).unwrap_or_default();
     lake_properties(level)
+}
+
+/// `properties` with each flat column that holds no value in `batches`
+/// written uncompressed. Such a chunk is a few bytes of levels either way,
+/// but each compressed chunk costs a fresh zstd context, and most columns
+/// of a category's file are empty (about 60 % of a freshly ingested lake's
+/// chunks).
+pub(crate) fn without_codecs_for_empty_columns(
+    properties: &WriterProperties,
+    batches: &[RecordBatch],
+) -> WriterProperties {
+    let schema = file_schema();
+    let empty: Vec<&str> = schema
+        .fields()
+        .iter()
+        .enumerate()
+        .filter(|(_, field)| !field.data_type().is_nested())
+        .filter(|(i, _)| {
+            batches.iter().all(|batch| {
+                batch
+                    .columns()
+                    .get(*i)
+                    .is_some_and(|column| column.null_count() == column.len())
+            })
+        })
+        .map(|(_, field)| field.name().as_str())
+        .collect();
+    if empty.is_empty() {
+        return properties.clone();
+    }
+    empty
+        .into_iter()
+        .fold(properties.clone().into_builder(), |builder, name| {
+            builder.set_column_compression(ColumnPath::from(name), Compression::UNCOMPRESSED)
+        })
+        .build()
 }
 
 fn lake_properties(raw_level: ZstdLevel) -> WriterProperties {
@@ -243,8 +280,9 @@ fn write_partition(
         let parquet = |e: parquet::errors::ParquetError| {
             IngestError::Parquet(format!("{}: {e}", target.display()))
         };
-        let mut writer = ArrowWriter::try_new(&mut *file, file_schema(), Some(properties.clone()))
-            .map_err(parquet)?;
+        let properties = without_codecs_for_empty_columns(properties, &batches);
+        let mut writer =
+            ArrowWriter::try_new(&mut *file, file_schema(), Some(properties)).map_err(parquet)?;
         for batch in &batches {
             writer.write(batch).map_err(parquet)?;
         }
