@@ -208,12 +208,20 @@ impl Decoder for GithubWebhook {
             });
             match result {
                 Ok(events) => {
-                    // Every event of a payload keeps the payload as its record.
+                    // Every event of a payload keeps the payload as its
+                    // record; the last (usually the only) one takes it
+                    // without a copy.
                     let raw = framing::native_raw(position, bytes, || record);
-                    out.events.extend(events.into_iter().map(|mut event| {
+                    let mut events = events.into_iter();
+                    let last = events.next_back();
+                    out.events.extend(events.map(|mut event| {
                         event.raw = raw.clone();
                         event
                     }));
+                    if let Some(mut last) = last {
+                        last.raw = raw;
+                        out.events.push(last);
+                    }
                 }
                 Err(reject) => {
                     out.reject(FORMAT, input, position, reject.reason, reject.detail, bytes)

@@ -277,3 +277,35 @@ fn a_payload_without_any_time_needs_an_observation_time() {
     assert_eq!(out.dead_letters.len(), 1);
     assert_eq!(out.dead_letters[0].reason, DeadLetterReason::MissingField);
 }
+
+#[test]
+fn every_event_of_a_payload_keeps_the_whole_payload_as_its_record() {
+    let payload = json!({
+        "action": "approved",
+        "repository": {"full_name": "octo-org/app", "default_branch": "main", "owner": {"login": "octo-org"}},
+        "sender": {"login": "lead", "type": "User"},
+        "approver": {"login": "lead", "type": "User"},
+        "workflow_run": {"id": 42, "run_attempt": 1, "updated_at": "2024-01-01T00:05:00Z"},
+        "workflow_job_runs": [
+            {"id": 1, "environment": "staging", "updated_at": "2024-01-01T00:05:00Z"},
+            {"id": 2, "environment": "production", "updated_at": "2024-01-01T00:05:01Z"}
+        ]
+    });
+    let line = payload.to_string();
+    let out = decode_with(line.as_bytes(), Some("deployment_review"));
+    assert!(out.dead_letters.is_empty(), "{:?}", out.dead_letters);
+    let environments: Vec<_> = out
+        .events
+        .iter()
+        .map(|e| e.deployment_environment_name.as_deref())
+        .collect();
+    assert_eq!(environments, [Some("staging"), Some("production")]);
+    for event in &out.events {
+        assert_eq!(
+            event.raw.json(),
+            line,
+            "{:?}",
+            event.deployment_environment_name
+        );
+    }
+}
