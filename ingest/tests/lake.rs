@@ -78,13 +78,17 @@ fn events_land_in_category_and_day_partitions_sorted_by_time() {
             id.bloom_filter_offset().is_some(),
             "bloom filter on event_id"
         );
-        // A column none of the file's events fill goes without a codec.
+        // A column none of the file's events fill goes without a codec or filter.
         let trace_id = row_group
             .columns()
             .iter()
             .find(|c| c.column_path().string() == "trace_id")
             .expect("trace_id column");
         assert_eq!(trace_id.compression(), Compression::UNCOMPRESSED);
+        assert!(
+            trace_id.bloom_filter_offset().is_none(),
+            "no bloom filter on an empty id column"
+        );
         assert!(row_group.sorting_columns().is_some(), "declared sort order");
         // Times inside the file are ascending.
         let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(

@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::atomic::{commit_with, process_gone, sync_dir};
-use super::writer::{compacted_properties, without_codecs_for_empty_columns};
+use super::writer::{compacted_properties, fitted_to_rows};
 use crate::IngestError;
 
 /// Directory under the data directory holding one journal per partition
@@ -426,8 +426,7 @@ impl Compactor {
                 let parquet = |e: parquet::errors::ParquetError| {
                     IngestError::Parquet(format!("{}: {e}", target.display()))
                 };
-                let properties =
-                    without_codecs_for_empty_columns(&properties, std::slice::from_ref(&merged));
+                let properties = fitted_to_rows(&properties, std::slice::from_ref(&merged));
                 let mut writer = ArrowWriter::try_new(&mut *file, file_schema(), Some(properties))
                     .map_err(parquet)?;
                 writer.write(&merged).map_err(parquet)?;

@@ -30,6 +30,14 @@ const ROW_GROUP_ROWS: usize = 64 * 1024;
 /// for about 16 µs more per row; zstd decodes as fast at any level.
 const COMPACTED_RAW_ZSTD_LEVEL: i32 = 9;
 
+/// Id columns an analyst looks rows up by.
+const BLOOM_FILTER_COLUMNS: [&str; 4] = [
+    "event_id",
+    "source_event_id",
+    "cicd_pipeline_run_id",
+    "trace_id",
+];
+
 /// Columns whose value no other row of a file shares.
 const UNIQUE_ID_COLUMNS: [&str; 3] = ["event_id", "source_event_id", "span_id"];
 
@@ -45,17 +53,20 @@ pub(crate) fn compacted_properties() -> WriterProperties {
     lake_properties(level)
 }
 
-/// `properties` with each flat column that holds no value in `batches`
-/// written uncompressed. Such a chunk is a few bytes of levels either way,
-/// but each compressed chunk costs a fresh zstd context, and most columns
-/// of a category's file are empty (about 60 % of a freshly ingested lake's
-/// chunks).
-pub(crate) fn without_codecs_for_empty_columns(
+/// `properties` fitted to the rows of one file. Each flat column that holds
+/// no value in `batches` is written uncompressed and without a bloom
+/// filter: such a chunk is a few bytes of levels either way, but each
+/// compressed chunk costs a fresh zstd context, and most columns of a
+/// category's file are empty (about 60 % of a freshly ingested lake's
+/// chunks). Bloom filters are sized for the row group's rows instead of the
+/// writer's default of a million values, which each filter allocated and
+/// then folded down.
+pub(crate) fn fitted_to_rows(
     properties: &WriterProperties,
     batches: &[RecordBatch],
 ) -> WriterProperties {
     let schema = file_schema();
-    let empty: Vec<&str> = schema
+    let empty = schema
         .fields()
         .iter()
         .enumerate()
@@ -68,15 +79,24 @@ pub(crate) fn without_codecs_for_empty_columns(
                     .is_some_and(|column| column.null_count() == column.len())
             })
         })
-        .map(|(_, field)| field.name().as_str())
-        .collect();
-    if empty.is_empty() {
-        return properties.clone();
-    }
+        .map(|(_, field)| ColumnPath::from(field.name().as_str()));
+    let largest_row_group = batches
+        .iter()
+        .map(RecordBatch::num_rows)
+        .max()
+        .unwrap_or(0)
+        .clamp(1, ROW_GROUP_ROWS);
+    let sized = BLOOM_FILTER_COLUMNS.into_iter().fold(
+        properties.clone().into_builder(),
+        |builder, name| {
+            builder.set_column_bloom_filter_max_ndv(name.into(), largest_row_group as u64)
+        },
+    );
     empty
-        .into_iter()
-        .fold(properties.clone().into_builder(), |builder, name| {
-            builder.set_column_compression(ColumnPath::from(name), Compression::UNCOMPRESSED)
+        .fold(sized, |builder, column| {
+            builder
+                .set_column_compression(column.clone(), Compression::UNCOMPRESSED)
+                .set_column_bloom_filter_enabled(column, false)
         })
         .build()
 }
@@ -94,12 +114,7 @@ fn lake_properties(raw_level: ZstdLevel) -> WriterProperties {
             nulls_first: false,
         }]))
         .set_created_by(concat!("pipewatch ", env!("CARGO_PKG_VERSION")).to_owned());
-    for id_column in [
-        "event_id",
-        "source_event_id",
-        "cicd_pipeline_run_id",
-        "trace_id",
-    ] {
+    for id_column in BLOOM_FILTER_COLUMNS {
         builder = builder
             .set_column_bloom_filter_enabled(id_column.into(), true)
             .set_column_bloom_filter_fpp(id_column.into(), 0.01);
@@ -280,7 +295,7 @@ fn write_partition(
         let parquet = |e: parquet::errors::ParquetError| {
             IngestError::Parquet(format!("{}: {e}", target.display()))
         };
-        let properties = without_codecs_for_empty_columns(properties, &batches);
+        let properties = fitted_to_rows(properties, &batches);
         let mut writer =
             ArrowWriter::try_new(&mut *file, file_schema(), Some(properties)).map_err(parquet)?;
         for batch in &batches {
