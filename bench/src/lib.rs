@@ -299,12 +299,17 @@ pub fn grow_lake(base: &Path, out: &Path, target: u64) -> Result<u64, String> {
                 .first()
                 .map(|b| b.schema())
                 .ok_or_else(|| "empty partition".to_owned())?;
-            let mut writer = ArrowWriter::try_new(
-                handle,
-                schema,
-                Some(pipewatch_ingest::lake::writer_properties()),
-            )
-            .map_err(|e| e.to_string())?;
+            // Copies leave empty the columns their source leaves empty, so
+            // the source's batches decide the file's settings, as they do
+            // for a file `pipewatch ingest` writes.
+            let source_rows: usize = batches.iter().map(|b| b.num_rows()).sum();
+            let properties = pipewatch_ingest::lake::fitted_to_rows(
+                &pipewatch_ingest::lake::writer_properties(),
+                batches,
+                source_rows * (last_copy - first_copy) as usize,
+            );
+            let mut writer = ArrowWriter::try_new(handle, schema, Some(properties))
+                .map_err(|e| e.to_string())?;
             for copy in first_copy..last_copy {
                 let organisation = copy - first_copy;
                 for batch in batches {

@@ -426,7 +426,11 @@ impl Compactor {
                 let parquet = |e: parquet::errors::ParquetError| {
                     IngestError::Parquet(format!("{}: {e}", target.display()))
                 };
-                let properties = fitted_to_rows(&properties, std::slice::from_ref(&merged));
+                let properties = fitted_to_rows(
+                    &properties,
+                    std::slice::from_ref(&merged),
+                    merged.num_rows(),
+                );
                 let mut writer = ArrowWriter::try_new(&mut *file, file_schema(), Some(properties))
                     .map_err(parquet)?;
                 writer.write(&merged).map_err(parquet)?;

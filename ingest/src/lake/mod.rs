@@ -13,4 +13,4 @@ pub use compact::{
     COMPACTION_DIR, CompactionPolicy, CompactionReport, Compactor, PartitionPlan,
     recover_compactions,
 };
-pub use writer::{CommitReport, LakeWriter, writer_properties};
+pub use writer::{CommitReport, LakeWriter, fitted_to_rows, writer_properties};

@@ -53,17 +53,19 @@ pub(crate) fn compacted_properties() -> WriterProperties {
     lake_properties(level)
 }
 
-/// `properties` fitted to the rows of one file. Each flat column that holds
+/// `properties` fitted to one file of `rows` rows, whose columns hold
+/// values only where `batches` do. Each flat column that holds
 /// no value in `batches` is written uncompressed and without a bloom
 /// filter: such a chunk is a few bytes of levels either way, but each
 /// compressed chunk costs a fresh zstd context, and most columns of a
 /// category's file are empty (about 60 % of a freshly ingested lake's
-/// chunks). Bloom filters are sized for the row group's rows instead of the
-/// writer's default of a million values, which each filter allocated and
-/// then folded down.
-pub(crate) fn fitted_to_rows(
+/// chunks). Bloom filters are sized for a row group of the file instead of
+/// the writer's default of a million values, which each filter allocated
+/// and then folded down.
+pub fn fitted_to_rows(
     properties: &WriterProperties,
     batches: &[RecordBatch],
+    rows: usize,
 ) -> WriterProperties {
     let schema = file_schema();
     let empty = schema
@@ -80,12 +82,7 @@ pub(crate) fn fitted_to_rows(
             })
         })
         .map(|(_, field)| ColumnPath::from(field.name().as_str()));
-    let largest_row_group = batches
-        .iter()
-        .map(RecordBatch::num_rows)
-        .max()
-        .unwrap_or(0)
-        .clamp(1, ROW_GROUP_ROWS);
+    let largest_row_group = rows.clamp(1, ROW_GROUP_ROWS);
     let sized = BLOOM_FILTER_COLUMNS.into_iter().fold(
         properties.clone().into_builder(),
         |builder, name| {
@@ -295,7 +292,7 @@ fn write_partition(
         let parquet = |e: parquet::errors::ParquetError| {
             IngestError::Parquet(format!("{}: {e}", target.display()))
         };
-        let properties = fitted_to_rows(properties, &batches);
+        let properties = fitted_to_rows(properties, &batches, events.len());
         let mut writer =
             ArrowWriter::try_new(&mut *file, file_schema(), Some(properties)).map_err(parquet)?;
         for batch in &batches {
