@@ -6,6 +6,7 @@ use std::fs::File;
 
 use chrono::{TimeZone, Utc};
 use parquet::basic::Compression;
+use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
 use parquet::file::reader::{FileReader, SerializedFileReader};
 use pipewatch_ingest::LakeWriter;
 use pipewatch_ingest::lake::{COMPACTION_DIR, CompactionPolicy, Compactor};
@@ -38,6 +39,14 @@ fn parquet_files(root: &std::path::Path) -> Vec<std::path::PathBuf> {
     files
 }
 
+fn column_named<'a>(group: &'a RowGroupMetaData, name: &str) -> &'a ColumnChunkMetaData {
+    group
+        .columns()
+        .iter()
+        .find(|c| c.column_path().string() == name)
+        .unwrap_or_else(|| panic!("no column {name}"))
+}
+
 #[test]
 fn events_land_in_category_and_day_partitions_sorted_by_time() {
     let dir = tempfile::tempdir().expect("temp dir");
@@ -68,22 +77,14 @@ fn events_land_in_category_and_day_partitions_sorted_by_time() {
         let reader = SerializedFileReader::new(File::open(&path).expect("open")).expect("parquet");
         let meta = reader.metadata();
         let row_group = meta.row_group(0);
-        let id = row_group
-            .columns()
-            .iter()
-            .find(|c| c.column_path().string() == "event_id")
-            .expect("event_id column");
+        let id = column_named(row_group, "event_id");
         assert!(matches!(id.compression(), Compression::ZSTD(_)));
         assert!(
             id.bloom_filter_offset().is_some(),
             "bloom filter on event_id"
         );
         // A column none of the file's events fill goes without a codec or filter.
-        let trace_id = row_group
-            .columns()
-            .iter()
-            .find(|c| c.column_path().string() == "trace_id")
-            .expect("trace_id column");
+        let trace_id = column_named(row_group, "trace_id");
         assert_eq!(trace_id.compression(), Compression::UNCOMPRESSED);
         assert!(
             trace_id.bloom_filter_offset().is_none(),
@@ -305,12 +306,11 @@ fn compaction_merges_a_partitions_small_files_into_one_sorted_file() {
         group.column(0).compression(),
         Compression::ZSTD(_)
     ));
-    let empty = group
-        .columns()
-        .iter()
-        .find(|c| c.column_path().string() == "trace_id")
-        .expect("trace_id column");
-    assert_eq!(empty.compression(), Compression::UNCOMPRESSED);
+    assert_eq!(
+        column_named(group, "trace_id").compression(),
+        Compression::UNCOMPRESSED,
+        "a column no merged event fills goes without a codec"
+    );
 
     let again = compactor.compact_all(|| false).expect("compacts");
     assert_eq!(
