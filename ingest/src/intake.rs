@@ -16,7 +16,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use arrow_array::{Array, RecordBatch, StringArray};
-use pipewatch_schema::{Event, EventId, PartitionPath, with_partition_columns};
+use pipewatch_schema::{Event, EventId, PartitionPath, SharedSeals, with_partition_columns};
 use tokio::sync::oneshot;
 
 use crate::IngestError;
@@ -144,8 +144,9 @@ pub fn redact_output(out: &mut DecodeOutput, redactor: &Redactor) {
         redactor.redact_string(&mut letter.detail);
         redactor.redact_string(&mut letter.origin);
     }
+    let mut shared = SharedSeals::default();
     for event in &mut out.events {
-        redactor.redact_event(event);
+        redactor.redact_event_sharing(event, &mut shared);
     }
 }
 

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::sync::LazyLock;
 
 use hmac::{Hmac, Mac};
-use pipewatch_schema::Event;
+use pipewatch_schema::{Event, SharedSeals};
 use rand::RngCore;
 use regex::{Regex, RegexSet};
 use serde_json::Value;
@@ -472,10 +472,19 @@ impl Redactor {
     /// seals the raw record as text: until its commit, the event holds the
     /// text rather than the much larger tree.
     pub fn redact_event(&self, event: &mut Event) {
+        self.redact_event_sharing(event, &mut SharedSeals::default());
+    }
+
+    /// [`redact_event`](Self::redact_event) for one of several events whose
+    /// native records share parts (the spans of a trace share its
+    /// resource): `shared` carries each shared part's redaction to the next.
+    pub fn redact_event_sharing(&self, event: &mut Event, shared: &mut SharedSeals) {
         if self.columns_may_hold_secrets(event) {
             event.for_each_text_mut(|s| self.redact_string(s));
         }
-        event.raw.seal(|text| self.redact_json_text(text));
+        event
+            .raw
+            .seal_sharing(shared, |text| self.redact_json_text(text));
     }
 
     /// Whether any text column of the event holds a trigger word, found

@@ -294,7 +294,6 @@ impl EventBatchBuilder {
 
     /// Appends one event. The raw record must already be redacted.
     pub fn append(&mut self, e: &Event) -> Result<(), SchemaError> {
-        let raw = e.raw.json();
         let t = &mut self.text;
         t[0].append_value(e.event_id.as_str());
         t[1].append_value(&e.source);
@@ -340,7 +339,11 @@ impl EventBatchBuilder {
         t[41].append_option(s(&e.parent_span_id));
         t[42].append_option(s(&e.correlation_id));
         t[43].append_option(s(&e.url_full));
-        t[RAW_TEXT].append_value(&*raw);
+        // Written in place: a framed record is never joined into a string of its own.
+        e.raw
+            .write_json(&mut t[RAW_TEXT])
+            .map_err(|_| SchemaError::Arrow("raw record could not be written".into()))?;
+        t[RAW_TEXT].append_value("");
 
         self.times[0].append_value(micros(e.event_time));
         self.times[1].append_option(e.start_time.map(micros));

@@ -26,7 +26,7 @@ pub use columns::{
 pub use event::{ActorKind, Category, Event, IdentityKind, RunnerHosting, Severity};
 pub use ids::EventId;
 pub use paths::{DEAD_LETTER_DIR, DataFilePath, EVENTS_DIR, IN_PROGRESS_SUFFIX, PartitionPath};
-pub use raw::Raw;
+pub use raw::{Raw, SharedSeals};
 
 /// Errors of the data contract.
 #[derive(Debug, thiserror::Error)]

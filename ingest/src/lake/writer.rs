@@ -281,7 +281,7 @@ fn write_partition(
 
     let mut batches = Vec::with_capacity(events.len() / ROW_GROUP_ROWS + 1);
     for chunk in events.chunks(ROW_GROUP_ROWS) {
-        let raw_bytes = chunk.iter().map(|e| e.raw.json().len()).sum();
+        let raw_bytes = chunk.iter().map(|e| e.raw.json_len()).sum();
         let mut builder = EventBatchBuilder::with_capacity(chunk.len(), raw_bytes);
         for event in chunk {
             builder.append(event)?;

@@ -3,6 +3,7 @@
 //! githubreceiver, the Jenkins plugin, otel-cicd-action), so every accepted
 //! spelling lives in [`ALIASES`] and nowhere else.
 
+use std::rc::Rc;
 use std::sync::LazyLock;
 
 // aHash: ids and names are hashed once per span; still keyed per process.
@@ -385,11 +386,27 @@ pub(super) struct View<'a> {
 }
 
 impl<'a> View<'a> {
-    pub(super) fn new(span: &'a SpanRecord) -> Self {
-        View {
-            own: Resolved::of(&span.attrs),
-            resource: Resolved::of(&span.resource),
-        }
+    /// Views of every span, in order. Spans of one request share their
+    /// resource, which is resolved once for all of them.
+    pub(super) fn of_all(spans: &'a [SpanRecord]) -> Vec<View<'a>> {
+        let mut last: Option<(&'a Rc<Attrs>, Resolved<'a>)> = None;
+        spans
+            .iter()
+            .map(|span| {
+                let resource = match last {
+                    Some((attrs, resolved)) if Rc::ptr_eq(attrs, &span.resource) => resolved,
+                    _ => {
+                        let resolved = Resolved::of(&span.resource);
+                        last = Some((&span.resource, resolved));
+                        resolved
+                    }
+                };
+                View {
+                    own: Resolved::of(&span.attrs),
+                    resource,
+                }
+            })
+            .collect()
     }
 
     /// The value under the highest-ranked alias present; at equal rank

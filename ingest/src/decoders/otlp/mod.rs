@@ -310,7 +310,7 @@ fn map_spans(
     strict: bool,
 ) -> SpanTally {
     // Each span's attributes are resolved once, for its role and its row.
-    let views: Vec<View<'_>> = spans.iter().map(View::new).collect();
+    let views = View::of_all(spans);
     let roles = mapping::roles(spans, &views);
     let index = SpanIndex::new(spans);
     let mut seen = HashSet::new();
@@ -511,6 +511,70 @@ mod tests {
             "scopeSpans": [{ "scope": {}, "spans": spans }]
         }]});
         body.to_string().into_bytes()
+    }
+
+    #[test]
+    fn each_row_keeps_its_own_resource_scope_and_span_redacted() {
+        let token = |n: u8| format!("ghp_0123456789abcdefghijABCDEFGHIJ01234{n}");
+        let resource_spans = |n: u8, run: &str, job: &str| {
+            json!({
+                "resource": { "attributes": [
+                    kv("service.name", json!(format!("ci-{n}"))),
+                    kv("ci.token", json!(token(n))),
+                ] },
+                "scopeSpans": [{ "scope": { "name": format!("scope-{n}") }, "spans": [
+                    span(run, None, 2, vec![kv("cicd.pipeline.name", json!(format!("p{n}")))]),
+                    span(job, Some(run), 1, vec![
+                        kv("cicd.pipeline.task.name", json!("build")),
+                        kv("note", json!(format!("pushed with {}", token(9)))),
+                    ]),
+                ] }]
+            })
+        };
+        let body = json!({ "resourceSpans": [
+            resource_spans(1, "00000000000000a1", "00000000000000a2"),
+            resource_spans(2, "00000000000000b1", "00000000000000b2"),
+        ] })
+        .to_string();
+        let mut out = decode_bytes(body.as_bytes(), false);
+        let redactor = crate::Redactor::with_key(b"otlp-test".to_vec()).expect("redactor");
+        crate::intake::redact_output(&mut out, &redactor);
+        assert_eq!(out.events.len(), 4);
+
+        let mut resource_marks = Vec::new();
+        for event in &out.events {
+            let text = event.raw.json();
+            assert!(event.raw.is_sealed());
+            assert_eq!(event.raw.json_len(), text.len());
+            for n in [1, 2, 9] {
+                assert!(!text.contains(&token(n)), "secret in {text}");
+            }
+            let raw: Value = serde_json::from_str(&text).expect("raw is JSON");
+            let spans = raw["scopeSpans"][0]["spans"].as_array().expect("spans");
+            assert_eq!(spans.len(), 1, "one span per row: {raw}");
+            let span_id = spans[0]["spanId"].as_str().expect("span id");
+            assert_eq!(Some(span_id), event.span_id.as_deref());
+            // Spans a1/a2 came with resource 1, b1/b2 with resource 2.
+            let n = if span_id.contains('a') { 1 } else { 2 };
+            let attributes = &raw["resource"]["attributes"];
+            assert_eq!(
+                attributes[0]["value"]["stringValue"],
+                json!(format!("ci-{n}"))
+            );
+            assert_eq!(
+                raw["scopeSpans"][0]["scope"]["name"],
+                json!(format!("scope-{n}"))
+            );
+            let mark = attributes[1]["value"]["stringValue"]
+                .as_str()
+                .expect("mark");
+            assert!(mark.starts_with("redacted:github_token:"), "{mark}");
+            resource_marks.push((n, mark.to_owned()));
+        }
+        // Equal secrets keep correlating; different ones stay apart.
+        resource_marks.sort();
+        resource_marks.dedup();
+        assert_eq!(resource_marks.len(), 2, "{resource_marks:?}");
     }
 
     #[test]

@@ -3,6 +3,7 @@
 //! JS `ConsoleSpanExporter` object (flat attributes, microsecond times).
 
 use std::rc::Rc;
+use std::sync::Arc;
 
 use chrono::{DateTime, TimeZone, Utc};
 use pipewatch_schema::Raw;
@@ -121,9 +122,9 @@ pub(super) struct SpanRecord {
 pub(super) enum RawSpan {
     /// An OTLP span with its resource and instrumentation scope.
     Otlp {
-        resource: Rc<str>,
-        scope: Rc<str>,
-        span: Box<str>,
+        resource: Arc<str>,
+        scope: Arc<str>,
+        span: Arc<str>,
     },
     /// A console-exporter object, kept as it was.
     Whole(Value),
@@ -131,30 +132,24 @@ pub(super) enum RawSpan {
 
 impl RawSpan {
     /// The record as a one-span `ResourceSpans` (or the console object).
+    /// The resource and scope texts stay shared with the request's other
+    /// spans, so the record costs only its own span's text.
     pub(super) fn to_raw(&self) -> Raw {
+        const FRAME: &[&str] = &[
+            r#"{"resource":"#,
+            r#","scopeSpans":[{"scope":"#,
+            r#","spans":["#,
+            "]}]}",
+        ];
         match self {
             RawSpan::Otlp {
                 resource,
                 scope,
                 span,
-            } => {
-                // Pieces pushed in place: `format!` costs several times as much per span.
-                const PIECES: [&str; 4] = [
-                    r#"{"resource":"#,
-                    r#","scopeSpans":[{"scope":"#,
-                    r#","spans":["#,
-                    "]}]}",
-                ];
-                let texts = [&**resource, &**scope, &**span];
-                let len = PIECES.iter().chain(&texts).map(|t| t.len()).sum();
-                let mut text = String::with_capacity(len);
-                for (piece, value) in PIECES.iter().zip(texts) {
-                    text.push_str(piece);
-                    text.push_str(value);
-                }
-                text.push_str(PIECES[3]);
-                Raw::from_parsed_text(text)
-            }
+            } => Raw::framed(
+                FRAME,
+                [Arc::clone(resource), Arc::clone(scope), Arc::clone(span)],
+            ),
             RawSpan::Whole(value) => Raw::from(value.clone()),
         }
     }
@@ -188,7 +183,7 @@ pub(super) fn from_request(
         *next_group += 1;
         let resource_value = rs.get("resource");
         let resource = Rc::new(attributes(resource_value.and_then(|r| r.get("attributes"))));
-        let resource_text: Rc<str> =
+        let resource_text: Arc<str> =
             resource_value.map_or_else(|| "{}".into(), |r| r.to_string().into());
         // `instrumentationLibrarySpans` is the pre-1.0 name of `scopeSpans`.
         let scopes = rs
@@ -197,7 +192,7 @@ pub(super) fn from_request(
             .and_then(Value::as_array)
             .unwrap_or(&empty);
         for (s, ss) in scopes.iter().enumerate() {
-            let scope: Rc<str> = ss
+            let scope: Arc<str> = ss
                 .get("scope")
                 .or_else(|| ss.get("instrumentationLibrary"))
                 .map_or_else(|| "{}".into(), |s| s.to_string().into());
@@ -210,8 +205,8 @@ pub(super) fn from_request(
                 index += 1;
                 let path = format!("resourceSpans[{r}].scopeSpans[{s}].spans[{k}]");
                 let raw = RawSpan::Otlp {
-                    resource: Rc::clone(&resource_text),
-                    scope: Rc::clone(&scope),
+                    resource: Arc::clone(&resource_text),
+                    scope: Arc::clone(&scope),
                     span: span.to_string().into(),
                 };
                 match otlp_span(span, &resource, group, raw, at) {
@@ -277,14 +272,14 @@ pub(super) fn from_request_text(
         let group = *next_group;
         *next_group += 1;
         let resource = Rc::new(rs.resource.map_or_else(Attrs::new, resource_attributes));
-        let resource_text: Rc<str> = rs.resource.map_or_else(|| "{}".into(), |r| r.get().into());
+        let resource_text: Arc<str> = rs.resource.map_or_else(|| "{}".into(), |r| r.get().into());
         let scopes = rs
             .scope_spans
             .as_deref()
             .or(rs.library_spans.as_deref())
             .unwrap_or_default();
         for (s, ss) in scopes.iter().enumerate() {
-            let scope: Rc<str> = ss
+            let scope: Arc<str> = ss
                 .scope
                 .or(ss.library)
                 .map_or_else(|| "{}".into(), |s| s.get().into());
@@ -295,8 +290,8 @@ pub(super) fn from_request_text(
                 };
                 index += 1;
                 let raw = RawSpan::Otlp {
-                    resource: Rc::clone(&resource_text),
-                    scope: Rc::clone(&scope),
+                    resource: Arc::clone(&resource_text),
+                    scope: Arc::clone(&scope),
                     span: span_text.get().into(),
                 };
                 // A span of the usual shape is read into its fields; anything
