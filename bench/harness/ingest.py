@@ -18,6 +18,8 @@ HERE = Path(__file__).resolve().parent
 
 # The row of pipewatch's ingest followed by `pipewatch compact`.
 COMPACTED = "pipewatch, then compact"
+# The row of pipewatch's ingest with `--decode-threads 1`.
+ONE_THREAD = "pipewatch, one decoding thread"
 
 # The corpus's line-delimited native files: webhooks, audit logs, traces.
 NDJSON_SUFFIXES = (".ndjson", ".ndjson.gz", ".log", ".log.gz")
@@ -103,11 +105,16 @@ def compare(bins: Path, corpus: Path, work: Path, reps: int) -> IngestComparison
     outputs = work / "ingest-output"
     tools = {
         "pipewatch": lambda out: [str(bins / "pipewatch"), "ingest", "--data-dir", str(out), *inputs],
+        # The same ingest decoding on the committing thread only: slower by
+        # the clock, less CPU per record than one decoding thread per core.
+        ONE_THREAD: lambda out: [
+            str(bins / "pipewatch"), "ingest", "--decode-threads", "1", "--data-dir", str(out), *inputs,
+        ],
         "pyarrow": lambda out: [sys.executable, str(HERE / "peers" / "pyarrow_ingest.py"), str(out), *inputs],
         "DuckDB": lambda out: [sys.executable, str(HERE / "peers" / "duckdb_ingest.py"), str(out), *inputs],
     }
     results = {
-        name: IngestResult(tool=name, command=" ".join(argv(Path("OUT"))[:4]) + " …")
+        name: IngestResult(tool=name, command=" ".join(a for a in argv(Path("OUT")) if a not in inputs) + " …")
         for name, argv in tools.items()
     }
     compacted = IngestResult(
@@ -170,4 +177,4 @@ def rates(result: IngestResult, comparison: IngestComparison) -> dict[str, float
     }
 
 
-__all__ = ["COMPACTED", "IngestComparison", "IngestResult", "compare", "rates"]
+__all__ = ["COMPACTED", "ONE_THREAD", "IngestComparison", "IngestResult", "compare", "rates"]

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::Arc;
 
 use pipewatch_schema::Event;
 
@@ -61,11 +62,12 @@ impl IngestSummary {
 #[derive(Debug)]
 pub struct Ingestor {
     writer: LakeWriter,
-    redactor: Redactor,
+    redactor: Arc<Redactor>,
     dead_letters: DeadLetterStore,
     pending: Vec<Event>,
     batch_events: usize,
     piece_bytes: usize,
+    decode_threads: usize,
     summary: IngestSummary,
 }
 
@@ -74,11 +76,12 @@ impl Ingestor {
     pub fn open(data_dir: &Path) -> Result<Self, IngestError> {
         Ok(Ingestor {
             writer: LakeWriter::open(data_dir)?,
-            redactor: Redactor::for_data_dir(data_dir)?,
+            redactor: Arc::new(Redactor::for_data_dir(data_dir)?),
             dead_letters: DeadLetterStore::open(data_dir),
             pending: Vec::new(),
             batch_events: DEFAULT_BATCH_EVENTS,
             piece_bytes: PIECE_BYTES,
+            decode_threads: default_decode_threads(),
             summary: IngestSummary::default(),
         })
     }
@@ -92,6 +95,13 @@ impl Ingestor {
     /// Sets how many bytes of a large NDJSON input are decoded at a time.
     pub fn with_piece_bytes(mut self, bytes: usize) -> Self {
         self.piece_bytes = bytes.max(1);
+        self
+    }
+
+    /// Sets how many threads decode the pieces of a large input; 1 decodes
+    /// them on the calling thread.
+    pub fn with_decode_threads(mut self, threads: usize) -> Self {
+        self.decode_threads = threads.max(1);
         self
     }
 
@@ -128,8 +138,9 @@ impl Ingestor {
         self.summary.formats.entry(name.clone()).or_default().inputs += 1;
         let mut dead_letters = Vec::new();
         let mut done = 0;
-        for piece in &pieces {
-            let (_, out) = decode_redacted(format, piece, &self.redactor);
+        let redactor = Arc::clone(&self.redactor);
+        let decode = |piece: &Input<'_>| decode_redacted(format, piece, &redactor).1;
+        in_order(&pieces, self.decode_threads, decode, |piece, out| {
             self.summary
                 .formats
                 .entry(name.clone())
@@ -145,7 +156,8 @@ impl Ingestor {
             self.commit_full_batches()?;
             done += piece.bytes.len();
             progress(done);
-        }
+            Ok(())
+        })?;
         Ok(dead_letters)
     }
 
@@ -206,6 +218,58 @@ impl Ingestor {
     }
 }
 
+/// One decoding thread per core: the pieces are independent, and the
+/// commit, which keeps their order, runs beside them.
+fn default_decode_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+}
+
+/// Decodes `pieces` on up to `threads` threads and hands each result to
+/// `consume` in input order, so the lake and the dead-letter store see the
+/// same sequence as a decode on one thread. Each thread holds at most one
+/// finished piece beyond the one it decodes, which bounds the memory.
+/// Stops at the first error `consume` returns.
+fn in_order<'p, T: Send>(
+    pieces: &'p [Input<'p>],
+    threads: usize,
+    decode: impl Fn(&Input<'_>) -> T + Sync,
+    mut consume: impl FnMut(&Input<'_>, T) -> Result<(), IngestError>,
+) -> Result<(), IngestError> {
+    let threads = threads.min(pieces.len());
+    if threads <= 1 {
+        for piece in pieces {
+            consume(piece, decode(piece))?;
+        }
+        return Ok(());
+    }
+    std::thread::scope(|scope| {
+        let decode = &decode;
+        let results: Vec<_> = (0..threads)
+            .map(|first| {
+                let (send, receive) = std::sync::mpsc::sync_channel(1);
+                scope.spawn(move || {
+                    for piece in pieces.iter().skip(first).step_by(threads) {
+                        // The receiver is gone when a commit failed: stop.
+                        if send.send(decode(piece)).is_err() {
+                            return;
+                        }
+                    }
+                });
+                receive
+            })
+            .collect();
+        for (index, piece) in pieces.iter().enumerate() {
+            // A closed channel means its decoder panicked; the scope
+            // re-raises that panic when it joins.
+            let Ok(out) = results[index % threads].recv() else {
+                break;
+            };
+            consume(piece, out)?;
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -228,12 +292,24 @@ mod tests {
         body
     }
 
-    fn ingest(body: &str, piece_bytes: usize) -> (IngestSummary, Vec<Position>, usize) {
+    /// Ingests `body` into a fresh lake: the summary, the dead letters'
+    /// positions, the progress calls and every stored file's bytes by path.
+    fn ingest_with(
+        body: &str,
+        piece_bytes: usize,
+        threads: usize,
+    ) -> (
+        IngestSummary,
+        Vec<Position>,
+        usize,
+        BTreeMap<String, Vec<u8>>,
+    ) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut ingestor = Ingestor::open(dir.path())
             .expect("open")
             .with_batch_events(50)
-            .with_piece_bytes(piece_bytes);
+            .with_piece_bytes(piece_bytes)
+            .with_decode_threads(threads);
         let mut calls = 0;
         let letters = ingestor
             .ingest_with_progress(None, &Input::new("audit.log", body.as_bytes()), |_| {
@@ -241,7 +317,24 @@ mod tests {
             })
             .expect("ingest");
         let summary = ingestor.finish().expect("finish");
-        (summary, letters.iter().map(|l| l.position).collect(), calls)
+        let events = dir.path().join("events");
+        let files = walkdir::WalkDir::new(&events)
+            .into_iter()
+            .filter_map(Result::ok)
+            .filter(|entry| entry.path().extension().is_some_and(|e| e == "parquet"))
+            .map(|entry| {
+                let name = entry.path().strip_prefix(&events).expect("inside");
+                let bytes = std::fs::read(entry.path()).expect("read");
+                (name.display().to_string(), bytes)
+            })
+            .collect();
+        let positions = letters.iter().map(|l| l.position).collect();
+        (summary, positions, calls, files)
+    }
+
+    fn ingest(body: &str, piece_bytes: usize) -> (IngestSummary, Vec<Position>, usize) {
+        let (summary, positions, calls, _) = ingest_with(body, piece_bytes, 1);
+        (summary, positions, calls)
     }
 
     #[test]
@@ -258,5 +351,79 @@ mod tests {
         assert_eq!(vault.accepted, 300);
         assert_eq!(vault.dead_lettered, 1);
         assert_eq!(pieces.formats["vault_audit"], whole.formats["vault_audit"]);
+    }
+
+    #[test]
+    fn pieces_decoded_on_several_threads_store_the_same_lake_as_one_thread() {
+        let body = vault_lines(300);
+        let (one, one_letters, one_calls, one_files) = ingest_with(&body, 1024, 1);
+        let (three, three_letters, three_calls, three_files) = ingest_with(&body, 1024, 3);
+        assert!(one_calls > 10, "{one_calls} pieces");
+        assert_eq!(three_calls, one_calls);
+        assert_eq!(three_letters, one_letters);
+        assert_eq!(three.formats, one.formats);
+        assert_eq!(three.files_committed, one.files_committed);
+        assert!(!one_files.is_empty());
+        // Same files, same bytes: the commits saw the events in input order.
+        assert_eq!(
+            three_files.keys().collect::<Vec<_>>(),
+            one_files.keys().collect::<Vec<_>>()
+        );
+        assert!(three_files == one_files, "file contents differ");
+    }
+
+    #[test]
+    fn results_arrive_in_input_order_however_long_each_piece_takes() {
+        let bytes: Vec<Vec<u8>> = (0..24u8).map(|i| vec![i]).collect();
+        let pieces: Vec<Input<'_>> = bytes.iter().map(|b| Input::new("t", b)).collect();
+        let mut seen = Vec::new();
+        in_order(
+            &pieces,
+            3,
+            |piece| {
+                // Early pieces take longest, so later ones finish first.
+                let first = piece.bytes[0];
+                std::thread::sleep(std::time::Duration::from_millis(u64::from(24 - first)));
+                first
+            },
+            |piece, first| {
+                assert_eq!(piece.bytes[0], first);
+                seen.push(first);
+                Ok(())
+            },
+        )
+        .expect("no error");
+        assert_eq!(seen, (0..24).collect::<Vec<u8>>());
+    }
+
+    #[test]
+    fn a_failed_commit_stops_the_decoding_threads() {
+        let bytes: Vec<Vec<u8>> = (0..200u8).map(|i| vec![i]).collect();
+        let pieces: Vec<Input<'_>> = bytes.iter().map(|b| Input::new("t", b)).collect();
+        let decoded = std::sync::atomic::AtomicUsize::new(0);
+        let mut consumed = 0;
+        let result = in_order(
+            &pieces,
+            2,
+            |piece| {
+                decoded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                piece.bytes[0]
+            },
+            |_, first| {
+                consumed += 1;
+                if first == 5 {
+                    return Err(IngestError::Parquet("disk full".into()));
+                }
+                Ok(())
+            },
+        );
+        assert!(matches!(result, Err(IngestError::Parquet(ref m)) if m == "disk full"));
+        assert_eq!(consumed, 6);
+        // Each thread may finish one piece beyond what it had queued.
+        let decoded = decoded.into_inner();
+        assert!(
+            decoded <= 6 + 2 * 2,
+            "{decoded} pieces decoded after the failure"
+        );
     }
 }

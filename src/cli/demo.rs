@@ -92,6 +92,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         None,
         &inputs,
         pipewatch_ingest::pipeline::DEFAULT_BATCH_EVENTS,
+        None,
     )?;
     super::ingest::print_summary(&outcome);
 

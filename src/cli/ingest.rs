@@ -20,6 +20,10 @@ pub(crate) struct Args {
     /// Events held in memory before each commit to the lake.
     #[arg(long, env = "PIPEWATCH_BATCH_EVENTS", default_value_t = pipewatch_ingest::pipeline::DEFAULT_BATCH_EVENTS)]
     batch_events: usize,
+    /// Threads decoding the pieces of a large file (default: one per core);
+    /// 1 decodes on the thread that commits, using the least CPU per event.
+    #[arg(long, env = "PIPEWATCH_DECODE_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
+    decode_threads: Option<u16>,
     /// Files, directories (read recursively) or `-` for standard input.
     #[arg(required = true)]
     paths: Vec<PathBuf>,
@@ -44,11 +48,15 @@ pub(crate) fn ingest_paths(
     format: Option<Format>,
     paths: &[PathBuf],
     batch_events: usize,
+    decode_threads: Option<u16>,
 ) -> anyhow::Result<Outcome> {
     let (files, mut unreadable) = file::expand(paths);
     let mut ingestor = Ingestor::open(data_dir)
         .with_context(|| format!("cannot open the data directory {}", data_dir.display()))?
         .with_batch_events(batch_events);
+    if let Some(threads) = decode_threads {
+        ingestor = ingestor.with_decode_threads(threads.into());
+    }
     let total_bytes: u64 = files
         .iter()
         .filter_map(|p| std::fs::metadata(p).ok())
@@ -126,6 +134,7 @@ pub(crate) fn run(args: Args) -> anyhow::Result<ExitCode> {
         args.format,
         &args.paths,
         args.batch_events,
+        args.decode_threads,
     )?;
     print_summary(&outcome);
     let total = outcome.summary.total();
