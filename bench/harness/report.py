@@ -11,7 +11,7 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from ingest import COMPACTED, IngestComparison, rates  # noqa: E402
+from ingest import COMPACTED, ONE_THREAD, IngestComparison, rates  # noqa: E402
 from measure import geomean  # noqa: E402
 from queries import Query, Timing, hot  # noqa: E402
 
@@ -239,7 +239,9 @@ def measured_section(run: dict, chart_dir: str) -> tuple[str, list[str]]:
             "user + system time. pipewatch decodes, normalizes, redacts and deduplicates into "
             "its partitioned lake; pyarrow and DuckDB infer a schema and write one file per input. "
             f"The row \"{COMPACTED}\" is the same lake after `pipewatch compact` merged each day's "
-            "files (as `serve` does in the background), with the compaction's time added."
+            "files (as `serve` does in the background), with the compaction's time added. "
+            f"The row \"{ONE_THREAD}\" is the same ingest with `--decode-threads 1`: pipewatch "
+            "decodes a large file's pieces on one thread per core by default."
         )
         add("")
         for name, why in ingest.excluded:
