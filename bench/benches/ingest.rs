@@ -9,7 +9,10 @@ use pipewatch_bench::Corpus;
 use pipewatch_ingest::{IngestSummary, Ingestor, Input};
 
 fn ingest_all(corpus: &Corpus, lake: &Path) -> IngestSummary {
-    let mut ingestor = Ingestor::open(lake).expect("ingestor");
+    // One decoding thread: the figures are per core.
+    let mut ingestor = Ingestor::open(lake)
+        .expect("ingestor")
+        .with_decode_threads(1);
     for file in &corpus.files {
         ingestor
             .ingest(None, &Input::new(&file.origin, &file.bytes))

@@ -241,7 +241,7 @@ def measured_section(run: dict, chart_dir: str) -> tuple[str, list[str]]:
             f"The row \"{COMPACTED}\" is the same lake after `pipewatch compact` merged each day's "
             "files (as `serve` does in the background), with the compaction's time added. "
             f"The row \"{ONE_THREAD}\" is the same ingest with `--decode-threads 1`: pipewatch "
-            "decodes a large file's pieces on one thread per core by default."
+            "decodes a large file's pieces on one thread per core (at most four) by default."
         )
         add("")
         for name, why in ingest.excluded:

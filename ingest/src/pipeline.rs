@@ -218,10 +218,18 @@ impl Ingestor {
     }
 }
 
-/// One decoding thread per core: the pieces are independent, and the
-/// commit, which keeps their order, runs beside them.
+/// Most threads a large input is decoded on by default. The commit runs on
+/// one thread and takes about two fifths of the work, so beyond a few
+/// decoders the clock waits on it and more threads only hold more pieces.
+pub const MAX_DEFAULT_DECODE_THREADS: usize = 4;
+
+/// One decoding thread per core, up to [`MAX_DEFAULT_DECODE_THREADS`]: the
+/// pieces are independent, and the commit, which keeps their order, runs
+/// beside them.
 fn default_decode_threads() -> usize {
-    std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+    std::thread::available_parallelism()
+        .map_or(1, std::num::NonZeroUsize::get)
+        .min(MAX_DEFAULT_DECODE_THREADS)
 }
 
 /// Decodes `pieces` on up to `threads` threads and hands each result to

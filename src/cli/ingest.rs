@@ -20,8 +20,9 @@ pub(crate) struct Args {
     /// Events held in memory before each commit to the lake.
     #[arg(long, env = "PIPEWATCH_BATCH_EVENTS", default_value_t = pipewatch_ingest::pipeline::DEFAULT_BATCH_EVENTS)]
     batch_events: usize,
-    /// Threads decoding the pieces of a large file (default: one per core);
-    /// 1 decodes on the thread that commits, using the least CPU per event.
+    /// Threads decoding the pieces of a large file (default: one per core,
+    /// at most 4); 1 decodes on the thread that commits, using the least CPU
+    /// per event.
     #[arg(long, env = "PIPEWATCH_DECODE_THREADS", value_parser = clap::value_parser!(u16).range(1..))]
     decode_threads: Option<u16>,
     /// Files, directories (read recursively) or `-` for standard input.
