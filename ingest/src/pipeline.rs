@@ -221,7 +221,7 @@ impl Ingestor {
 /// Most threads a large input is decoded on by default. The commit runs on
 /// one thread and takes about two fifths of the work, so beyond a few
 /// decoders the clock waits on it and more threads only hold more pieces.
-pub const MAX_DEFAULT_DECODE_THREADS: usize = 4;
+const MAX_DEFAULT_DECODE_THREADS: usize = 4;
 
 /// One decoding thread per core, up to [`MAX_DEFAULT_DECODE_THREADS`]: the
 /// pieces are independent, and the commit, which keeps their order, runs
