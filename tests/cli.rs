@@ -621,3 +621,51 @@ fn demo_ingests_the_whole_organisation_without_a_dead_letter_answers_and_serves_
     );
     assert_eq!(late, 0, "events dated outside the demo period");
 }
+
+#[test]
+fn a_truncated_gzip_file_keeps_what_was_read_and_the_next_file_still_lands() {
+    use std::io::Write;
+    let data = tempfile::tempdir().expect("temp dir");
+    let lake = data.path().join("lake");
+    let lake_arg = lake.to_str().expect("utf-8");
+    // Several MiB of Vault audit lines, so the file is read in pieces.
+    let lines: String = (0..30_000)
+        .map(|i| {
+            let line = serde_json::json!({
+                "time": "2024-05-01T10:00:00Z", "type": "response",
+                "auth": {"accessor": format!("hmac-sha256:{i:06}"), "display_name": "ci-runner"},
+                "request": {"id": format!("req-{i}"), "path": "kv/data/app", "operation": "read"},
+            });
+            format!("{line}\n")
+        })
+        .collect();
+    let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    encoder.write_all(lines.as_bytes()).expect("compress");
+    let compressed = encoder.finish().expect("gzip");
+    let cut = data.path().join("cut.log.gz");
+    std::fs::write(&cut, &compressed[..compressed.len() * 4 / 5]).expect("write");
+    let good = real_events().join("vault-audit/vault_audit.file-device.log");
+
+    let out = run(&[
+        "ingest",
+        "--data-dir",
+        lake_arg,
+        cut.to_str().expect("utf-8"),
+        good.to_str().expect("utf-8"),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(
+        stderr.contains("cut.log.gz") && stderr.contains("bytes were stored"),
+        "{stderr}"
+    );
+    let from_cut = count(
+        &lake,
+        "SELECT count(*) AS n FROM events WHERE source_event_id LIKE 'req-%'",
+    );
+    assert!(from_cut > 1_000 && from_cut < 30_000, "{from_cut} stored");
+    assert!(
+        count(&lake, "SELECT count(*) AS n FROM events") > from_cut,
+        "the file after the truncated one landed"
+    );
+}

@@ -26,7 +26,7 @@ pub mod source;
 pub use dead_letter::{DeadLetter, DeadLetterReason, DeadLetterStore};
 pub use decoders::{DecodeOutput, Decoder, Format, Input, Position};
 pub use lake::{CommitReport, LakeWriter};
-pub use pipeline::{FormatTotals, IngestSummary, Ingestor};
+pub use pipeline::{FormatTotals, IngestSummary, Ingestor, Reopen, StreamedInput};
 pub use redact::Redactor;
 
 /// Errors of the ingest side.
@@ -36,6 +36,15 @@ pub enum IngestError {
     #[error("{path}: {source}")]
     Io {
         path: String,
+        #[source]
+        source: std::io::Error,
+    },
+    /// An input could not be read to its end. The records of its first
+    /// `kept_bytes` are queued; ingesting it again stores only the rest.
+    #[error("{origin}: {source} (the records of its first {kept_bytes} bytes were kept)")]
+    Read {
+        origin: String,
+        kept_bytes: u64,
         #[source]
         source: std::io::Error,
     },

@@ -3,14 +3,18 @@
 //! commit in batches. Keeps per-format totals for the summary.
 
 use std::collections::BTreeMap;
+use std::io::Read;
 use std::path::Path;
 use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
 
 use pipewatch_schema::Event;
 
 use crate::IngestError;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
-use crate::decoders::{self, Format, Input};
+use crate::decoders::pieces::{self, Piece, PieceReader};
+use crate::decoders::{self, DecodeOutput, Format, Input};
 use crate::intake::decode_redacted;
 use crate::lake::LakeWriter;
 use crate::redact::Redactor;
@@ -18,9 +22,37 @@ use crate::redact::Redactor;
 /// Events held in memory before a commit.
 pub const DEFAULT_BATCH_EVENTS: usize = 100_000;
 
-/// Bytes of a large NDJSON input decoded at a time: memory stays bounded
-/// by the batch, not by the size of the file.
+/// Bytes of a large NDJSON input read and decoded at a time: memory stays
+/// bounded by the batch, not by the size of the file.
 pub const PIECE_BYTES: usize = 4 << 20;
+
+/// An input read as a stream: a file or standard input.
+pub struct StreamedInput<'a> {
+    /// File path or `stdin`; shown in errors.
+    pub origin: &'a str,
+    pub type_hint: Option<&'a str>,
+    /// See [`Input::observed_at`].
+    pub observed_at: Option<DateTime<Utc>>,
+    pub reader: Box<dyn Read + 'a>,
+    /// Opens the same content again from its start, for formats that read
+    /// an input through once before cutting it (trace exports); without it
+    /// such an input is held in memory whole.
+    pub reopen: Option<Reopen<'a>>,
+}
+
+/// Opens an input's content again from its start.
+pub type Reopen<'a> = Box<dyn Fn() -> std::io::Result<Box<dyn Read + 'a>> + 'a>;
+
+impl std::fmt::Debug for StreamedInput<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("StreamedInput")
+            .field("origin", &self.origin)
+            .field("type_hint", &self.type_hint)
+            .field("observed_at", &self.observed_at)
+            .field("reopen", &self.reopen.is_some())
+            .finish_non_exhaustive()
+    }
+}
 
 /// Counts for one format (or `unknown` for undetected inputs).
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -122,43 +154,161 @@ impl Ingestor {
     }
 
     /// [`ingest`](Self::ingest), calling `progress` with the bytes of the
-    /// input decoded so far. A large NDJSON input in a format whose lines
-    /// stand alone is decoded and committed a piece at a time.
+    /// input decoded so far. A large NDJSON input in a format that allows
+    /// it is decoded and committed a piece at a time.
     pub fn ingest_with_progress(
         &mut self,
         format: Option<Format>,
         input: &Input<'_>,
-        mut progress: impl FnMut(usize),
+        progress: impl FnMut(u64),
     ) -> Result<Vec<DeadLetter>, IngestError> {
-        let format = format.or_else(|| decoders::detect(input.bytes));
-        let pieces = format
-            .and_then(|f| f.decoder().pieces(input, self.piece_bytes))
-            .unwrap_or_else(|| vec![*input]);
-        let name = format.map_or("unknown", Format::name).to_owned();
-        self.summary.formats.entry(name.clone()).or_default().inputs += 1;
-        let mut dead_letters = Vec::new();
-        let mut done = 0;
-        let redactor = Arc::clone(&self.redactor);
-        let decode = |piece: &Input<'_>| decode_redacted(format, piece, &redactor).1;
-        in_order(&pieces, self.decode_threads, decode, |piece, out| {
-            self.summary
-                .formats
-                .entry(name.clone())
-                .or_default()
-                .dead_lettered += out.dead_letters.len();
-            self.dead_letters.store(&out.dead_letters)?;
-            dead_letters.extend(out.dead_letters);
-            if self.pending.is_empty() {
-                self.pending = out.events;
-            } else {
-                self.pending.extend(out.events);
+        let bytes = input.bytes;
+        let streamed = StreamedInput {
+            origin: input.origin,
+            type_hint: input.type_hint,
+            observed_at: input.observed_at,
+            reader: Box::new(bytes),
+            reopen: Some(Box::new(move || Ok(Box::new(bytes) as Box<dyn Read>))),
+        };
+        self.ingest_stream(format, streamed, progress)
+    }
+
+    /// Reads an input from a stream and queues what it decodes to, like
+    /// [`ingest`](Self::ingest). A large NDJSON input is read a piece at a
+    /// time, so memory follows the piece, not the file. `progress` is
+    /// called with the bytes read so far.
+    ///
+    /// A read error after some pieces leaves their records queued and
+    /// returns [`IngestError::Read`]; ingesting the input again later
+    /// stores only what is missing.
+    pub fn ingest_stream(
+        &mut self,
+        format: Option<Format>,
+        input: StreamedInput<'_>,
+        mut progress: impl FnMut(u64),
+    ) -> Result<Vec<DeadLetter>, IngestError> {
+        let StreamedInput {
+            origin,
+            type_hint,
+            observed_at,
+            mut reader,
+            reopen,
+        } = input;
+        // Only pieces of whole lines read before a failure are kept.
+        let failed = |kept_bytes: u64, source| IngestError::Read {
+            origin: origin.to_owned(),
+            kept_bytes,
+            source,
+        };
+        let mut head = Vec::new();
+        // A read error in a large NDJSON head still lets its whole lines in.
+        let head_error = pieces::read_head(&mut *reader, &mut head, self.piece_bytes).err();
+        let fits_one_piece = head.len() <= self.piece_bytes;
+        let (format, cuts) = if !fits_one_piece && pieces::starts_ndjson(&head) {
+            let format = format.or_else(|| decoders::detect(&head));
+            (format, format.and_then(|f| f.decoder().line_cuts()))
+        } else {
+            (format, None)
+        };
+        let template = Input {
+            origin,
+            bytes: &[],
+            type_hint,
+            observed_at,
+            lines_from: None,
+        };
+        let Some(mut cuts) = cuts else {
+            // Small, not NDJSON, or a format read whole.
+            if let Some(error) = head_error {
+                return Err(failed(0, error));
             }
-            self.commit_full_batches()?;
-            done += piece.bytes.len();
-            progress(done);
+            if let Err(error) = reader.read_to_end(&mut head) {
+                return Err(failed(0, error));
+            }
+            let format = format.or_else(|| decoders::detect(&head));
+            let whole = Input {
+                bytes: &head,
+                ..template
+            };
+            let name = self.count_input(format);
+            let out = decode_redacted(format, &whole, &self.redactor).1;
+            let mut dead_letters = Vec::new();
+            self.queue(&name, out, &mut dead_letters)?;
+            progress(head.len() as u64);
+            return Ok(dead_letters);
+        };
+        if cuts.needs_first_pass() {
+            match &reopen {
+                Some(reopen) => reopen()
+                    .and_then(|again| pieces::learn_all(again, cuts.as_mut()))
+                    .map_err(|error| failed(0, error))?,
+                None => {
+                    // Nothing to read twice: hold the input whole.
+                    if let Some(error) = head_error {
+                        return Err(failed(0, error));
+                    }
+                    if let Err(error) = reader.read_to_end(&mut head) {
+                        return Err(failed(0, error));
+                    }
+                    reader = Box::new(std::io::empty());
+                    pieces::learn_all(&head[..], cuts.as_mut())
+                        .map_err(|error| failed(0, error))?;
+                }
+            }
+        }
+        let name = self.count_input(format);
+        let mut source =
+            PieceReader::new(reader, head, self.piece_bytes, cuts).failed_with(head_error);
+        let mut dead_letters = Vec::new();
+        let redactor = Arc::clone(&self.redactor);
+        let decode = |piece: &Piece| {
+            let input = Input {
+                bytes: &piece.bytes,
+                lines_from: Some(piece.first_line),
+                ..template
+            };
+            decode_redacted(format, &input, &redactor).1
+        };
+        let mut next = || match source.next_piece() {
+            Ok(piece) => Ok((piece, source.read_bytes())),
+            Err(error) => Err(failed(source.handed_out(), error)),
+        };
+        in_order(self.decode_threads, &mut next, decode, |read, out| {
+            self.queue(&name, out, &mut dead_letters)?;
+            progress(read);
             Ok(())
         })?;
         Ok(dead_letters)
+    }
+
+    /// Counts one input of `format` and returns the name totals go under.
+    fn count_input(&mut self, format: Option<Format>) -> String {
+        let name = format.map_or("unknown", Format::name).to_owned();
+        self.summary.formats.entry(name.clone()).or_default().inputs += 1;
+        name
+    }
+
+    /// Stores a decoded piece's dead letters and queues its events,
+    /// committing every full batch.
+    fn queue(
+        &mut self,
+        name: &str,
+        out: DecodeOutput,
+        dead_letters: &mut Vec<DeadLetter>,
+    ) -> Result<(), IngestError> {
+        self.summary
+            .formats
+            .entry(name.to_owned())
+            .or_default()
+            .dead_lettered += out.dead_letters.len();
+        self.dead_letters.store(&out.dead_letters)?;
+        dead_letters.extend(out.dead_letters);
+        if self.pending.is_empty() {
+            self.pending = out.events;
+        } else {
+            self.pending.extend(out.events);
+        }
+        self.commit_full_batches()
     }
 
     /// Commits every queued event.
@@ -232,49 +382,86 @@ fn default_decode_threads() -> usize {
         .min(MAX_DEFAULT_DECODE_THREADS)
 }
 
-/// Decodes `pieces` on up to `threads` threads and hands each result to
-/// `consume` in input order, so the lake and the dead-letter store see the
-/// same sequence as a decode on one thread. Each thread holds at most one
-/// finished piece beyond the one it decodes, which bounds the memory.
-/// Stops at the first error `consume` returns.
-fn in_order<'p, T: Send>(
-    pieces: &'p [Input<'p>],
+/// Decodes the pieces `next` reads on up to `threads` threads and hands
+/// each result to `consume` in input order, with the bytes read by then,
+/// so the lake and the dead-letter store see the same sequence as a decode
+/// on one thread. At most two pieces per thread are in flight, which
+/// bounds the memory. Stops at the first error `consume` returns; a read
+/// error is returned once the pieces read before it are consumed.
+fn in_order<T: Send>(
     threads: usize,
-    decode: impl Fn(&Input<'_>) -> T + Sync,
-    mut consume: impl FnMut(&Input<'_>, T) -> Result<(), IngestError>,
+    next: &mut dyn FnMut() -> Result<(Option<Piece>, u64), IngestError>,
+    decode: impl Fn(&Piece) -> T + Sync,
+    mut consume: impl FnMut(u64, T) -> Result<(), IngestError>,
 ) -> Result<(), IngestError> {
-    let threads = threads.min(pieces.len());
     if threads <= 1 {
-        for piece in pieces {
-            consume(piece, decode(piece))?;
+        while let (Some(piece), read) = next()? {
+            let out = decode(&piece);
+            drop(piece);
+            consume(read, out)?;
         }
         return Ok(());
     }
     std::thread::scope(|scope| {
         let decode = &decode;
-        let results: Vec<_> = (0..threads)
-            .map(|first| {
-                let (send, receive) = std::sync::mpsc::sync_channel(1);
+        let workers: Vec<_> = (0..threads)
+            .map(|_| {
+                let (to_worker, inbox) = std::sync::mpsc::sync_channel::<Piece>(1);
+                let (outbox, from_worker) = std::sync::mpsc::sync_channel(1);
                 scope.spawn(move || {
-                    for piece in pieces.iter().skip(first).step_by(threads) {
-                        // The receiver is gone when a commit failed: stop.
-                        if send.send(decode(piece)).is_err() {
+                    // The inbox closes at the end of the input or when a
+                    // commit failed; the outbox, when a commit failed.
+                    for piece in inbox {
+                        let out = decode(&piece);
+                        drop(piece);
+                        if outbox.send(out).is_err() {
                             return;
                         }
                     }
                 });
-                receive
+                (to_worker, from_worker)
             })
             .collect();
-        for (index, piece) in pieces.iter().enumerate() {
+        let in_flight_most = 2 * threads;
+        // Bytes read when each piece in flight was, oldest first.
+        let mut in_flight = std::collections::VecDeque::with_capacity(in_flight_most);
+        let (mut sent, mut taken) = (0, 0);
+        let mut take = |taken: usize, read: u64| -> Result<bool, IngestError> {
             // A closed channel means its decoder panicked; the scope
             // re-raises that panic when it joins.
-            let Ok(out) = results[index % threads].recv() else {
-                break;
+            let Ok(out) = workers[taken % threads].1.recv() else {
+                return Ok(false);
             };
-            consume(piece, out)?;
+            consume(read, out)?;
+            Ok(true)
+        };
+        let read_error = loop {
+            if in_flight.len() == in_flight_most {
+                let read = in_flight.pop_front().unwrap_or_default();
+                if !take(taken, read)? {
+                    return Ok(());
+                }
+                taken += 1;
+            }
+            match next() {
+                Ok((Some(piece), read)) => {
+                    if workers[sent % threads].0.send(piece).is_err() {
+                        return Ok(());
+                    }
+                    in_flight.push_back(read);
+                    sent += 1;
+                }
+                Ok((None, _)) => break None,
+                Err(error) => break Some(error),
+            }
+        };
+        while let Some(read) = in_flight.pop_front() {
+            if !take(taken, read)? {
+                return Ok(());
+            }
+            taken += 1;
         }
-        Ok(())
+        read_error.map_or(Ok(()), Err)
     })
 }
 
@@ -380,22 +567,40 @@ mod tests {
         assert!(three_files == one_files, "file contents differ");
     }
 
+    /// Pieces of one byte each, 0 to `count - 1`, counting those read.
+    fn numbered(
+        count: u8,
+        read: &std::cell::Cell<usize>,
+    ) -> impl FnMut() -> Result<(Option<Piece>, u64), IngestError> + '_ {
+        move || {
+            let n = read.get();
+            if n == usize::from(count) {
+                return Ok((None, n as u64));
+            }
+            read.set(n + 1);
+            let piece = Piece {
+                bytes: vec![n as u8],
+                first_line: n + 1,
+            };
+            Ok((Some(piece), n as u64 + 1))
+        }
+    }
+
     #[test]
     fn results_arrive_in_input_order_however_long_each_piece_takes() {
-        let bytes: Vec<Vec<u8>> = (0..24u8).map(|i| vec![i]).collect();
-        let pieces: Vec<Input<'_>> = bytes.iter().map(|b| Input::new("t", b)).collect();
+        let read = std::cell::Cell::new(0);
         let mut seen = Vec::new();
         in_order(
-            &pieces,
             3,
+            &mut numbered(24, &read),
             |piece| {
                 // Early pieces take longest, so later ones finish first.
                 let first = piece.bytes[0];
                 std::thread::sleep(std::time::Duration::from_millis(u64::from(24 - first)));
                 first
             },
-            |piece, first| {
-                assert_eq!(piece.bytes[0], first);
+            |read_by_then, first| {
+                assert_eq!(read_by_then, u64::from(first) + 1);
                 seen.push(first);
                 Ok(())
             },
@@ -405,14 +610,71 @@ mod tests {
     }
 
     #[test]
+    fn reading_stays_a_few_pieces_ahead_of_the_commits() {
+        for threads in [1, 2, 3] {
+            let read = std::cell::Cell::new(0);
+            let mut consumed = 0;
+            let mut next = numbered(200, &read);
+            in_order(
+                threads,
+                &mut next,
+                |piece| piece.bytes[0],
+                |_, _| {
+                    consumed += 1;
+                    let ahead = read.get() - consumed;
+                    assert!(
+                        ahead < 2 * threads,
+                        "{ahead} pieces read ahead on {threads} threads"
+                    );
+                    Ok(())
+                },
+            )
+            .expect("no error");
+            assert_eq!(consumed, 200);
+        }
+    }
+
+    #[test]
+    fn a_read_error_comes_after_the_pieces_read_before_it() {
+        for threads in [1, 3] {
+            let read = std::cell::Cell::new(0);
+            let mut pieces = numbered(200, &read);
+            let mut next = || {
+                if read.get() == 10 {
+                    return Err(IngestError::Read {
+                        origin: "t".into(),
+                        kept_bytes: 10,
+                        source: std::io::Error::other("cable cut"),
+                    });
+                }
+                pieces()
+            };
+            let mut seen = Vec::new();
+            let result = in_order(
+                threads,
+                &mut next,
+                |piece| piece.bytes[0],
+                |_, first| {
+                    seen.push(first);
+                    Ok(())
+                },
+            );
+            assert!(matches!(
+                result,
+                Err(IngestError::Read { kept_bytes: 10, .. })
+            ));
+            assert_eq!(seen, (0..10).collect::<Vec<u8>>(), "{threads} threads");
+        }
+    }
+
+    #[test]
     fn a_failed_commit_stops_the_decoding_threads() {
-        let bytes: Vec<Vec<u8>> = (0..200u8).map(|i| vec![i]).collect();
-        let pieces: Vec<Input<'_>> = bytes.iter().map(|b| Input::new("t", b)).collect();
+        let read = std::cell::Cell::new(0);
         let decoded = std::sync::atomic::AtomicUsize::new(0);
         let mut consumed = 0;
         let result = in_order(
-            &pieces,
             2,
+            &mut numbered(200, &read),
             |piece| {
                 decoded.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 piece.bytes[0]
@@ -427,7 +689,8 @@ mod tests {
         );
         assert!(matches!(result, Err(IngestError::Parquet(ref m)) if m == "disk full"));
         assert_eq!(consumed, 6);
-        // Each thread may finish one piece beyond what it had queued.
+        // Nothing is read past the pieces in flight, two per thread.
+        assert!(read.get() <= 6 + 2 * 2, "{} pieces read", read.get());
         let decoded = decoded.into_inner();
         assert!(
             decoded <= 6 + 2 * 2,

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use pipewatch_ingest::source::file;
-use pipewatch_ingest::{Format, IngestSummary, Ingestor, Input};
+use pipewatch_ingest::{Format, IngestError, IngestSummary, Ingestor};
 
 use super::DataDir;
 
@@ -68,26 +68,39 @@ pub(crate) fn ingest_paths(
         "{spinner} [{elapsed_precise}] {wide_bar} {bytes}/{total_bytes} {msg}",
     );
     for path in &files {
-        let read = match file::read(path) {
-            Ok(read) => read,
+        let opened = match file::open(path) {
+            Ok(opened) => opened,
             Err(problem) => {
                 unreadable.push(problem);
                 continue;
             }
         };
-        progress.set_message(read.origin.clone());
-        let mut input = Input::new(&read.origin, &read.bytes);
-        input.observed_at = read.modified;
-        // The bar counts bytes on disk; a compressed file advances in
-        // proportion to how much of its content is decoded.
+        progress.set_message(opened.origin.clone());
+        // The bar counts bytes as stored, so a compressed file advances as
+        // its compressed bytes are read.
         let start = progress.position();
-        let scale = read.stored_bytes as f64 / read.bytes.len().max(1) as f64;
-        ingestor
-            .ingest_with_progress(format, &input, |done| {
-                progress.set_position(start + (done as f64 * scale) as u64);
-            })
-            .with_context(|| format!("cannot store what {} holds", read.origin))?;
-        progress.set_position(start + read.stored_bytes);
+        let result = ingestor.ingest_stream(format, opened.stream(), |_| {
+            progress.set_position(start + opened.stored_read());
+        });
+        match result {
+            Ok(_) => {}
+            // What came before the failure is queued; the next file goes on.
+            Err(IngestError::Read {
+                kept_bytes, source, ..
+            }) => unreadable.push(file::Unreadable {
+                origin: opened.origin.clone(),
+                reason: if kept_bytes == 0 {
+                    source.to_string()
+                } else {
+                    format!("{source}; the records of its first {kept_bytes} bytes were stored")
+                },
+            }),
+            Err(error) => {
+                return Err(error)
+                    .with_context(|| format!("cannot store what {} holds", opened.origin));
+            }
+        }
+        progress.set_position(start + opened.stored_bytes.unwrap_or_else(|| opened.stored_read()));
     }
     let summary = ingestor.finish().context("cannot commit to the lake")?;
     progress.finish_and_clear();

@@ -127,7 +127,7 @@ pub fn looks_like_json(bytes: &[u8]) -> bool {
 /// document yields itself, anything else is read as NDJSON (one record a
 /// non-blank line). A line that is not JSON is its own failed record, so
 /// one bad line never hides the others. A piece of a larger NDJSON input
-/// (see [`ndjson_pieces`]) is read a line at a time, numbered as in the whole.
+/// (see [`super::pieces::PieceReader`]) is read a line at a time, numbered as in the whole.
 pub fn json_records<'a>(input: &Input<'a>) -> Records<'a> {
     let bytes = input.bytes;
     if let Some(first_line) = input.lines_from {
@@ -286,61 +286,6 @@ pub fn records<'a>(input: &Input<'a>) -> Records<'a> {
     }
 }
 
-/// Cuts an NDJSON input into pieces of whole lines, each about
-/// `piece_bytes` long, so a large file is decoded a piece at a time
-/// instead of all at once. `None` when the input is not NDJSON (a single
-/// document or array, YAML, binary) or fits in one piece: those are read
-/// whole, as [`json_records`] frames them.
-pub fn ndjson_pieces<'a>(input: &Input<'a>, piece_bytes: usize) -> Option<Vec<Input<'a>>> {
-    ndjson_pieces_cut_where(input, piece_bytes, |_| true)
-}
-
-/// [`ndjson_pieces`], cutting only where `may_cut` allows: it is given
-/// the offset just past a line's newline, and a piece grows line by line
-/// until a cut is allowed (or the input ends).
-pub fn ndjson_pieces_cut_where<'a>(
-    input: &Input<'a>,
-    piece_bytes: usize,
-    mut may_cut: impl FnMut(usize) -> bool,
-) -> Option<Vec<Input<'a>>> {
-    let bytes = input.bytes;
-    if bytes.len() <= piece_bytes || input.lines_from.is_some() {
-        return None;
-    }
-    // NDJSON when the first non-blank line is a document of its own and
-    // more follows it: the input as a whole then cannot parse as one.
-    let body = bytes.strip_prefix(b"\xEF\xBB\xBF").unwrap_or(bytes);
-    let lead = body.iter().position(|b| !b.is_ascii_whitespace())?;
-    let first_end = lead + memchr::memchr(b'\n', &body[lead..])?;
-    if trim(&body[first_end..]).is_empty()
-        || serde_json::from_slice::<serde::de::IgnoredAny>(&body[lead..first_end]).is_err()
-    {
-        return None;
-    }
-    let mut pieces = Vec::with_capacity(bytes.len() / piece_bytes + 1);
-    let (mut start, mut line) = (0, 1);
-    while start < bytes.len() {
-        let mut end = match bytes.get(start + piece_bytes..) {
-            Some(rest) => {
-                memchr::memchr(b'\n', rest).map_or(bytes.len(), |p| start + piece_bytes + p + 1)
-            }
-            None => bytes.len(),
-        };
-        while end < bytes.len() && !may_cut(end) {
-            end = memchr::memchr(b'\n', &bytes[end..]).map_or(bytes.len(), |p| end + p + 1);
-        }
-        let piece = &bytes[start..end];
-        pieces.push(Input {
-            bytes: piece,
-            lines_from: Some(line),
-            ..*input
-        });
-        line += memchr::memchr_iter(b'\n', piece).count();
-        start = end;
-    }
-    Some(pieces)
-}
-
 /// The first parsable record of an input, for format detection.
 pub fn first_record(bytes: &[u8]) -> Option<Value> {
     let body = trim(bytes);
@@ -406,44 +351,5 @@ mod tests {
             .collect();
         assert_eq!(framed.len(), 2);
         assert_eq!(framed[1], serde_json::json!({"b": [1, 2]}));
-    }
-
-    #[test]
-    fn ndjson_pieces_are_whole_lines_numbered_as_in_the_input() {
-        let body: String = (0..100)
-            .map(|i| {
-                if i == 41 {
-                    "oops\n".to_owned()
-                } else {
-                    format!("{{\"n\":{i}}}\n")
-                }
-            })
-            .collect();
-        let input = Input::new("t", body.as_bytes());
-        let pieces = ndjson_pieces(&input, 64).expect("pieces");
-        assert!(pieces.len() > 5);
-        let joined: Vec<u8> = pieces.iter().flat_map(|p| p.bytes.to_vec()).collect();
-        assert_eq!(joined, body.as_bytes());
-        let framed: Vec<(Position, bool)> = pieces
-            .iter()
-            .flat_map(json_records)
-            .map(|f| (f.position, f.parsed().is_ok()))
-            .collect();
-        let whole: Vec<(Position, bool)> = json_records(&input)
-            .map(|f| (f.position, f.parsed().is_ok()))
-            .collect();
-        assert_eq!(framed, whole);
-        assert_eq!(framed[41], (Position::Line(42), false));
-    }
-
-    #[test]
-    fn documents_arrays_and_small_inputs_are_not_cut() {
-        let pretty = format!("{{\n  \"a\": [{}]\n}}\n", "1,".repeat(100) + "1");
-        let array = format!("[{}]\n", "{\"a\":1},".repeat(50) + "{}");
-        let single = format!("{{\"a\":\"{}\"}}\n\n", "x".repeat(500));
-        for body in [pretty, array, single] {
-            assert!(ndjson_pieces(&Input::new("t", body.as_bytes()), 64).is_none());
-        }
-        assert!(ndjson_pieces(&Input::new("t", b"{}\n{}\n"), 64).is_none());
     }
 }

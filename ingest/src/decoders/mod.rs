@@ -9,6 +9,7 @@ use serde_json::Value;
 use crate::dead_letter::{DeadLetter, DeadLetterReason};
 
 pub mod framing;
+pub mod pieces;
 mod prune;
 mod util;
 
@@ -41,7 +42,7 @@ pub struct Input<'a> {
     /// such as SARIF results without invocation times.
     pub observed_at: Option<DateTime<Utc>>,
     /// Set on a piece of whole lines cut from a larger NDJSON input (see
-    /// [`framing::ndjson_pieces`]): each line is one record, numbered from
+    /// [`pieces::PieceReader`]): each line is one record, numbered from
     /// this 1-based line of the whole input.
     pub lines_from: Option<usize>,
 }
@@ -141,15 +142,12 @@ pub trait Decoder: Send + Sync {
         false
     }
 
-    /// Cuts a large input into pieces that decode on their own, each
-    /// about `piece_bytes` long; `None` when it is read whole. By default
-    /// an NDJSON input is cut at any line when its lines stand alone.
-    fn pieces<'a>(&self, input: &Input<'a>, piece_bytes: usize) -> Option<Vec<Input<'a>>> {
-        if self.lines_stand_alone() {
-            framing::ndjson_pieces(input, piece_bytes)
-        } else {
-            None
-        }
+    /// Where a large NDJSON input may be cut into pieces that decode on
+    /// their own; `None` when it is read whole. By default any line may
+    /// end a piece when lines stand alone.
+    fn line_cuts(&self) -> Option<Box<dyn pieces::LineCuts>> {
+        self.lines_stand_alone()
+            .then(|| Box::new(pieces::AnyLine) as Box<dyn pieces::LineCuts>)
     }
 }
 

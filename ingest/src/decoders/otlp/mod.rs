@@ -19,6 +19,7 @@ use serde_json::Value;
 
 use self::mapping::{Role, SpanIndex, View};
 use self::span::{BadSpan, SpanRecord};
+use super::pieces::LineCuts;
 use super::{DecodeOutput, Decoder, Format, Input, Position, framing};
 use crate::dead_letter::DeadLetterReason;
 
@@ -54,51 +55,67 @@ impl Decoder for Otlp {
     /// Spans find their job and run within their trace, so a large NDJSON
     /// export is cut only between lines that no trace continues across. An
     /// export whose traces run through all of it is read whole.
-    fn pieces<'a>(&self, input: &Input<'a>, piece_bytes: usize) -> Option<Vec<Input<'a>>> {
-        if input.bytes.len() <= piece_bytes {
-            return None;
-        }
-        let cuts = trace_boundaries(input.bytes);
-        framing::ndjson_pieces_cut_where(input, piece_bytes, |end| cuts.binary_search(&end).is_ok())
+    fn line_cuts(&self) -> Option<Box<dyn LineCuts>> {
+        Some(Box::new(BetweenTraces::default()))
     }
 }
 
-/// Offsets just past the lines after which no trace seen so far appears
-/// again: where an NDJSON export may be cut without splitting a trace.
-fn trace_boundaries(bytes: &[u8]) -> Vec<usize> {
-    let keys = [
-        memchr::memmem::Finder::new(b"\"traceId\""),
-        memchr::memmem::Finder::new(b"\"trace_id\""),
-    ];
-    let mut lines: Vec<(usize, Vec<&[u8]>)> = Vec::new();
-    let mut last_line_of: HashMap<&[u8], usize> = HashMap::new();
-    let mut start = 0;
-    while start < bytes.len() {
-        let end = memchr::memchr(b'\n', &bytes[start..]).map_or(bytes.len(), |p| start + p + 1);
-        let line = &bytes[start..end];
-        let mut ids = Vec::new();
-        for key in &keys {
-            for at in key.find_iter(line) {
-                if let Some(id) = string_value_after(&line[at + key.needle().len()..]) {
-                    last_line_of.insert(id, lines.len());
-                    ids.push(id);
-                }
-            }
+/// Cuts an NDJSON export only after lines past which no trace seen so far
+/// appears again. The first pass notes the last line of each trace; a
+/// trace is known by a hash of its id, and two ids sharing a hash only
+/// make for fewer cuts.
+#[derive(Debug, Default)]
+struct BetweenTraces {
+    last_line_of: HashMap<u64, usize>,
+    learned: usize,
+    line: usize,
+    /// The last line of any trace met so far.
+    reach: usize,
+}
+
+impl BetweenTraces {
+    fn trace_ids(line: &[u8]) -> impl Iterator<Item = u64> + '_ {
+        struct Keys {
+            finders: [memchr::memmem::Finder<'static>; 2],
+            hasher: ahash::RandomState,
         }
-        lines.push((end, ids));
-        start = end;
+        static KEYS: std::sync::LazyLock<Keys> = std::sync::LazyLock::new(|| Keys {
+            finders: [
+                memchr::memmem::Finder::new(b"\"traceId\""),
+                memchr::memmem::Finder::new(b"\"trace_id\""),
+            ],
+            hasher: ahash::RandomState::with_seeds(1, 2, 3, 4),
+        });
+        KEYS.finders.iter().flat_map(move |key| {
+            key.find_iter(line).filter_map(move |at| {
+                string_value_after(&line[at + key.needle().len()..])
+                    .map(|id| KEYS.hasher.hash_one(id))
+            })
+        })
     }
-    let mut cuts = Vec::new();
-    let mut reach = 0;
-    for (number, (end, ids)) in lines.iter().enumerate() {
-        for id in ids {
-            reach = reach.max(last_line_of.get(id).copied().unwrap_or(number));
-        }
-        if reach <= number {
-            cuts.push(*end);
-        }
+}
+
+impl LineCuts for BetweenTraces {
+    fn needs_first_pass(&self) -> bool {
+        true
     }
-    cuts
+
+    fn learn(&mut self, line: &[u8]) {
+        for id in Self::trace_ids(line) {
+            self.last_line_of.insert(id, self.learned);
+        }
+        self.learned += 1;
+    }
+
+    fn after(&mut self, line: &[u8]) -> bool {
+        for id in Self::trace_ids(line) {
+            let last = self.last_line_of.get(&id).copied().unwrap_or(self.line);
+            self.reach = self.reach.max(last);
+        }
+        let may_cut = self.reach <= self.line;
+        self.line += 1;
+        may_cut
+    }
 }
 
 /// The string after a JSON key (`: "…"`), unescaped text only: trace ids
@@ -471,6 +488,7 @@ pub(crate) fn console_dump_first_record(body: &[u8]) -> Option<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::decoders::pieces;
     use pipewatch_schema::RunnerHosting;
     use serde_json::json;
 
@@ -617,7 +635,14 @@ mod tests {
             }
         }
         let input = Input::new("traces.ndjson", &body);
-        let pieces = DECODER.pieces(&input, 1).expect("cut into pieces");
+        let mut cuts = DECODER.line_cuts().expect("exports are cut");
+        assert!(cuts.needs_first_pass());
+        pieces::learn_all(&body[..], cuts.as_mut()).expect("first pass");
+        let mut reader = pieces::PieceReader::new(Box::new(&body[..]), Vec::new(), 1, cuts);
+        let mut pieces = Vec::new();
+        while let Some(piece) = reader.next_piece().expect("read") {
+            pieces.push(piece);
+        }
         assert_eq!(pieces.len(), 6, "one piece per group of traces");
 
         let rows = |out: DecodeOutput| {
@@ -642,7 +667,12 @@ mod tests {
         let whole = rows(whole);
         let mut in_pieces = DecodeOutput::default();
         for piece in &pieces {
-            DECODER.decode(piece, &mut in_pieces);
+            let piece = Input {
+                bytes: &piece.bytes,
+                lines_from: Some(piece.first_line),
+                ..input
+            };
+            DECODER.decode(&piece, &mut in_pieces);
         }
         assert_eq!(rows(in_pieces), whole);
         assert_eq!(whole.len(), 36);
@@ -652,6 +682,35 @@ mod tests {
                 .all(|(_, name, run)| name.is_some() && run.is_some()),
             "every job found its run: {whole:?}"
         );
+
+        // Through the ingestor: a file is read twice (once for the cuts),
+        // standard input is held whole; both store every row.
+        for reopen in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut ingestor = crate::Ingestor::open(dir.path())
+                .expect("open")
+                .with_piece_bytes(1)
+                .with_decode_threads(2);
+            let bytes = &body[..];
+            let streamed = crate::StreamedInput {
+                origin: "traces.ndjson",
+                type_hint: None,
+                observed_at: None,
+                reader: Box::new(bytes),
+                reopen: reopen.then(|| {
+                    Box::new(move || Ok(Box::new(bytes) as Box<dyn std::io::Read>))
+                        as crate::Reopen<'_>
+                }),
+            };
+            let mut pieces = 0;
+            let letters = ingestor
+                .ingest_stream(None, streamed, |_| pieces += 1)
+                .expect("ingest");
+            assert!(letters.is_empty(), "{letters:?}");
+            assert_eq!(pieces, 6, "reopen: {reopen}");
+            let summary = ingestor.finish().expect("finish");
+            assert_eq!(summary.formats["otlp"].accepted, 36, "reopen: {reopen}");
+        }
     }
 
     #[test]
