@@ -36,7 +36,7 @@ pub struct StreamedInput<'a> {
     pub reader: Box<dyn Read + 'a>,
     /// Opens the same content again from its start, for formats that read
     /// an input through once before cutting it (trace exports); without it
-    /// such an input is held in memory whole.
+    /// such an input is copied to a temporary file in the data directory.
     pub reopen: Option<Reopen<'a>>,
 }
 
@@ -243,16 +243,16 @@ impl Ingestor {
                     .and_then(|again| pieces::learn_all(again, cuts.as_mut()))
                     .map_err(|error| failed(0, error))?,
                 None => {
-                    // Nothing to read twice: hold the input whole.
                     if let Some(error) = head_error {
                         return Err(failed(0, error));
                     }
-                    if let Err(error) = reader.read_to_end(&mut head) {
-                        return Err(failed(0, error));
-                    }
-                    reader = Box::new(std::io::empty());
-                    pieces::learn_all(&head[..], cuts.as_mut())
+                    // Nothing to read twice: the input is copied to a file
+                    // beside the lake (gone when closed, even after a crash)
+                    // while the cuts are learnt, then read from there.
+                    let spooled = spool(&head[..], reader, self.writer.data_dir(), cuts.as_mut())
                         .map_err(|error| failed(0, error))?;
+                    reader = spooled;
+                    head = Vec::new();
                 }
             }
         }
@@ -366,6 +366,44 @@ impl Ingestor {
     pub fn summary(&self) -> &IngestSummary {
         &self.summary
     }
+}
+
+/// Copies `head` and the rest of `reader` to an unnamed file in `dir`,
+/// showing every line to `cuts` on the way, and returns that file from its
+/// start.
+fn spool(
+    head: &[u8],
+    reader: Box<dyn Read + '_>,
+    dir: &Path,
+    cuts: &mut dyn pieces::LineCuts,
+) -> std::io::Result<Box<dyn Read + 'static>> {
+    use std::io::{Seek, Write};
+
+    /// Writes what passes through it to the spool.
+    struct Tee<R, W> {
+        from: R,
+        to: W,
+    }
+
+    impl<R: Read, W: Write> Read for Tee<R, W> {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let n = self.from.read(buf)?;
+            self.to.write_all(&buf[..n])?;
+            Ok(n)
+        }
+    }
+
+    let mut file = tempfile::tempfile_in(dir)?;
+    {
+        let mut tee = Tee {
+            from: head.chain(reader),
+            to: std::io::BufWriter::with_capacity(1 << 20, &mut file),
+        };
+        pieces::learn_all(&mut tee, cuts)?;
+        tee.to.flush()?;
+    }
+    file.rewind()?;
+    Ok(Box::new(std::io::BufReader::with_capacity(1 << 16, file)))
 }
 
 /// Most threads a large input is decoded on by default. The commit runs on

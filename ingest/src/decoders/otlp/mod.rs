@@ -684,7 +684,7 @@ mod tests {
         );
 
         // Through the ingestor: a file is read twice (once for the cuts),
-        // standard input is held whole; both store every row.
+        // standard input is spooled to a file first; both store every row.
         for reopen in [true, false] {
             let dir = tempfile::tempdir().expect("tempdir");
             let mut ingestor = crate::Ingestor::open(dir.path())
