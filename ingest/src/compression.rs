@@ -1,7 +1,7 @@
 //! Transparent gzip: CloudTrail delivers `.json.gz`, OPA uploads gzip
 //! bodies, and people pipe compressed logs. Detected by magic bytes.
 
-use std::io::Read;
+use std::io::{BufRead, BufReader, Read};
 
 /// The gzip magic number.
 const GZIP_MAGIC: [u8; 2] = [0x1f, 0x8b];
@@ -11,12 +11,13 @@ pub fn is_gzip(bytes: &[u8]) -> bool {
     bytes.starts_with(&GZIP_MAGIC)
 }
 
-/// Decompresses gzip input (all members), or returns the input unchanged.
-pub fn gunzip_if_needed(bytes: Vec<u8>) -> std::io::Result<Vec<u8>> {
-    if !is_gzip(&bytes) {
-        return Ok(bytes);
+/// Reads `stored` decompressed (all members) when it starts as gzip, else
+/// as it is.
+pub fn gunzip_stream_if_needed<'a>(stored: impl Read + 'a) -> std::io::Result<Box<dyn Read + 'a>> {
+    let mut stored = BufReader::with_capacity(1 << 16, stored);
+    if is_gzip(stored.fill_buf()?) {
+        Ok(Box::new(flate2::bufread::MultiGzDecoder::new(stored)))
+    } else {
+        Ok(Box::new(stored))
     }
-    let mut out = Vec::with_capacity(bytes.len() * 4);
-    flate2::read::MultiGzDecoder::new(bytes.as_slice()).read_to_end(&mut out)?;
-    Ok(out)
 }

@@ -154,7 +154,7 @@ impl Ingestor {
     }
 
     /// [`ingest`](Self::ingest), calling `progress` with the bytes of the
-    /// input decoded so far. A large NDJSON input in a format that allows
+    /// input read so far as each piece is queued. A large NDJSON input in a format that allows
     /// it is decoded and committed a piece at a time.
     pub fn ingest_with_progress(
         &mut self,
@@ -219,10 +219,7 @@ impl Ingestor {
         };
         let Some(mut cuts) = cuts else {
             // Small, not NDJSON, or a format read whole.
-            if let Some(error) = head_error {
-                return Err(failed(0, error));
-            }
-            if let Err(error) = reader.read_to_end(&mut head) {
+            if let Some(error) = head_error.or_else(|| reader.read_to_end(&mut head).err()) {
                 return Err(failed(0, error));
             }
             let format = format.or_else(|| decoders::detect(&head));
@@ -461,43 +458,42 @@ fn in_order<T: Send>(
             })
             .collect();
         let in_flight_most = 2 * threads;
-        // Bytes read when each piece in flight was, oldest first.
+        // The worker of each piece in flight and the bytes read by then,
+        // oldest first.
         let mut in_flight = std::collections::VecDeque::with_capacity(in_flight_most);
-        let (mut sent, mut taken) = (0, 0);
-        let mut take = |taken: usize, read: u64| -> Result<bool, IngestError> {
+        let mut take = |(worker, read): (usize, u64)| -> Result<bool, IngestError> {
             // A closed channel means its decoder panicked; the scope
             // re-raises that panic when it joins.
-            let Ok(out) = workers[taken % threads].1.recv() else {
+            let Ok(out) = workers[worker].1.recv() else {
                 return Ok(false);
             };
             consume(read, out)?;
             Ok(true)
         };
+        let mut turns = (0..threads).cycle();
         let read_error = loop {
-            if in_flight.len() == in_flight_most {
-                let read = in_flight.pop_front().unwrap_or_default();
-                if !take(taken, read)? {
-                    return Ok(());
-                }
-                taken += 1;
+            if in_flight.len() == in_flight_most
+                && let Some(oldest) = in_flight.pop_front()
+                && !take(oldest)?
+            {
+                return Ok(());
             }
             match next() {
                 Ok((Some(piece), read)) => {
-                    if workers[sent % threads].0.send(piece).is_err() {
+                    let worker = turns.next().unwrap_or_default();
+                    if workers[worker].0.send(piece).is_err() {
                         return Ok(());
                     }
-                    in_flight.push_back(read);
-                    sent += 1;
+                    in_flight.push_back((worker, read));
                 }
                 Ok((None, _)) => break None,
                 Err(error) => break Some(error),
             }
         };
-        while let Some(read) = in_flight.pop_front() {
-            if !take(taken, read)? {
+        while let Some(oldest) = in_flight.pop_front() {
+            if !take(oldest)? {
                 return Ok(());
             }
-            taken += 1;
         }
         read_error.map_or(Ok(()), Err)
     })

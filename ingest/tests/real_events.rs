@@ -6,8 +6,8 @@ use std::path::{Path, PathBuf};
 
 use pipewatch_ingest::DeadLetterReason;
 use pipewatch_ingest::Redactor;
-use pipewatch_ingest::compression::gunzip_if_needed;
 use pipewatch_ingest::decoders::{self, Format, Input};
+use pipewatch_ingest::source::file;
 
 /// Where the samples live: `PIPEWATCH_REAL_EVENTS`, else `shared/` beside the repository.
 fn samples_root() -> PathBuf {
@@ -55,8 +55,9 @@ fn check_dir(dir: &str, expected: impl Fn(&str) -> Format) {
             .and_then(|n| n.to_str())
             .expect("utf-8 name")
             .to_owned();
-        let bytes = gunzip_if_needed(std::fs::read(&path).expect("readable sample"))
-            .expect("decompressible sample");
+        let bytes = file::read(&path)
+            .map(|read| read.bytes)
+            .expect("readable, decompressible sample");
         let format = expected(&name);
         let detected = decoders::detect(&bytes);
         assert_eq!(

@@ -79,7 +79,17 @@ pub(crate) fn ingest_paths(
         // The bar counts bytes as stored, so a compressed file advances as
         // its compressed bytes are read.
         let start = progress.position();
-        let result = ingestor.ingest_stream(format, opened.stream(), |_| {
+        let stream = match opened.stream() {
+            Ok(stream) => stream,
+            Err(error) => {
+                unreadable.push(file::Unreadable {
+                    origin: opened.origin.clone(),
+                    reason: error.to_string(),
+                });
+                continue;
+            }
+        };
+        let result = ingestor.ingest_stream(format, stream, |_| {
             progress.set_position(start + opened.stored_read());
         });
         match result {

@@ -215,7 +215,8 @@ impl<'r> PieceReader<'r> {
     }
 
     /// Hands out `buffer[start..end]`: the buffer itself when little
-    /// follows the cut (a stream), else a copy (an input held whole).
+    /// follows the cut, else a copy, so pieces smaller than a read never
+    /// move the rest of the buffer once per piece.
     fn cut(&mut self, end: usize) -> Piece {
         let bytes = if self.start == 0 && self.buffer.len() - end <= end {
             let mut rest = Vec::with_capacity(self.piece_bytes + READ_CHUNK as usize);

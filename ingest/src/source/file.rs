@@ -1,17 +1,17 @@
 //! File import: expands paths (files, directories recursively in name
 //! order, `-` for standard input), opens each as a stream (or reads it
-//! whole), gunzips it when needed, and records its modification time as
-//! the observation time.
+//! whole), gunzips it as it reads when needed, and records its
+//! modification time as the observation time.
 
 use std::cell::Cell;
 use std::fs::File;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::rc::Rc;
 
 use chrono::{DateTime, Utc};
 
-use crate::compression::is_gzip;
+use crate::compression::gunzip_stream_if_needed;
 use crate::pipeline::{Reopen, StreamedInput};
 
 /// One input file (or standard input) ready to decode.
@@ -76,39 +76,24 @@ fn is_hidden(path: &Path) -> bool {
         .is_some_and(|n| n.starts_with('.'))
 }
 
-/// Reads one expanded path (or standard input for `-`), decompressing gzip.
+/// Reads one expanded path (or standard input for `-`) whole,
+/// decompressing gzip.
 pub fn read(path: &Path) -> Result<FileInput, Unreadable> {
-    let origin = if path.as_os_str() == "-" {
-        "stdin".to_owned()
-    } else {
-        path.display().to_string()
+    let opened = open(path)?;
+    let fail = |e: std::io::Error| Unreadable {
+        origin: opened.origin.clone(),
+        reason: e.to_string(),
     };
-    let fail = |reason: String| Unreadable {
-        origin: origin.clone(),
-        reason,
-    };
-    let (raw, modified) = if path.as_os_str() == "-" {
-        let mut bytes = Vec::new();
-        std::io::stdin()
-            .read_to_end(&mut bytes)
-            .map_err(|e| fail(e.to_string()))?;
-        (bytes, None)
-    } else {
-        let bytes = std::fs::read(path).map_err(|e| fail(e.to_string()))?;
-        let modified = std::fs::metadata(path)
-            .and_then(|m| m.modified())
-            .ok()
-            .map(DateTime::<Utc>::from);
-        (bytes, modified)
-    };
-    let stored_bytes = raw.len() as u64;
-    let bytes = crate::compression::gunzip_if_needed(raw)
-        .map_err(|e| fail(format!("corrupt gzip stream: {e}")))?;
+    let mut bytes = Vec::new();
+    opened
+        .stream()
+        .and_then(|mut stream| stream.reader.read_to_end(&mut bytes))
+        .map_err(fail)?;
     Ok(FileInput {
-        origin,
+        stored_bytes: opened.stored_read(),
+        origin: opened.origin,
         bytes,
-        stored_bytes,
-        modified,
+        modified: opened.modified,
     })
 }
 
@@ -148,11 +133,6 @@ pub fn open(path: &Path) -> Result<OpenedFile, Unreadable> {
             reason: "is a directory".to_owned(),
         });
     }
-    // Fail here, not half way, when the file cannot be opened at all.
-    File::open(path).map_err(|e| Unreadable {
-        origin: origin.clone(),
-        reason: e.to_string(),
-    })?;
     Ok(OpenedFile {
         origin,
         path: Some(path.to_owned()),
@@ -165,77 +145,33 @@ pub fn open(path: &Path) -> Result<OpenedFile, Unreadable> {
 impl OpenedFile {
     /// The content as a stream, decompressed when it is gzip, with a way to
     /// read it again for formats that need two passes.
-    pub fn stream(&self) -> StreamedInput<'_> {
+    pub fn stream(&self) -> std::io::Result<StreamedInput<'_>> {
         let count = Rc::clone(&self.stored_read);
-        let reader: Box<dyn Read> = match self.path.clone() {
-            Some(path) => Box::new(Lazy::new(move || {
-                let file = File::open(&path)?;
-                Ok(Box::new(Counted {
-                    inner: file,
-                    count: Rc::clone(&count),
-                }))
-            })),
-            None => Box::new(Lazy::new(move || {
-                Ok(Box::new(Counted {
-                    inner: std::io::stdin(),
-                    count: Rc::clone(&count),
-                }))
-            })),
+        let reader = match &self.path {
+            Some(path) => gunzip_stream_if_needed(Counted {
+                inner: File::open(path)?,
+                count,
+            })?,
+            None => gunzip_stream_if_needed(Counted {
+                inner: std::io::stdin(),
+                count,
+            })?,
         };
         let reopen = self.path.clone().map(|path| {
-            Box::new(move || {
-                let path = path.clone();
-                Ok(Box::new(Lazy::new(move || Ok(Box::new(File::open(&path)?)))) as Box<dyn Read>)
-            }) as Reopen<'_>
+            Box::new(move || gunzip_stream_if_needed(File::open(&path)?)) as Reopen<'_>
         });
-        StreamedInput {
+        Ok(StreamedInput {
             origin: &self.origin,
             type_hint: None,
             observed_at: self.modified,
             reader,
             reopen,
-        }
+        })
     }
 
     /// Bytes as stored on disk (compressed or not) read so far.
     pub fn stored_read(&self) -> u64 {
         self.stored_read.get()
-    }
-}
-
-type Opener = Box<dyn FnMut() -> std::io::Result<Box<dyn Read>>>;
-
-/// A stream opened on its first read, decompressed if it starts as gzip
-/// (every member of it).
-struct Lazy {
-    open: Opener,
-    content: Option<Box<dyn Read>>,
-}
-
-impl Lazy {
-    fn new(open: impl FnMut() -> std::io::Result<Box<dyn Read>> + 'static) -> Self {
-        Lazy {
-            open: Box::new(open),
-            content: None,
-        }
-    }
-}
-
-impl Read for Lazy {
-    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-        let content = match &mut self.content {
-            Some(content) => content,
-            None => {
-                let mut stored = BufReader::with_capacity(1 << 16, (self.open)()?);
-                let content: Box<dyn Read> = if is_gzip(stored.fill_buf()?) {
-                    Box::new(flate2::bufread::MultiGzDecoder::new(stored))
-                } else {
-                    Box::new(stored)
-                };
-                self.content.insert(content)
-            }
-        };
-        content.read(buf)
     }
 }
 
@@ -316,7 +252,7 @@ mod tests {
         let opened = open(&path).expect("open");
         let mut progress = Vec::new();
         let (streamed, result, streamed_files) = lake_after(|i| {
-            i.ingest_stream(None, opened.stream(), |_| {
+            i.ingest_stream(None, opened.stream().expect("open"), |_| {
                 progress.push(opened.stored_read())
             })
             .map(drop)
@@ -338,8 +274,10 @@ mod tests {
         let path = dir.path().join("audit.log.gz");
         std::fs::write(&path, &compressed[..compressed.len() / 2]).expect("write");
         let opened = open(&path).expect("open");
-        let (accepted, result, _) =
-            lake_after(|i| i.ingest_stream(None, opened.stream(), |_| {}).map(drop));
+        let (accepted, result, _) = lake_after(|i| {
+            i.ingest_stream(None, opened.stream().expect("open"), |_| {})
+                .map(drop)
+        });
         match result {
             Err(IngestError::Read {
                 origin, kept_bytes, ..
