@@ -515,6 +515,29 @@ mod tests {
     }
 
     #[test]
+    fn a_secret_spelled_with_unicode_escapes_is_still_redacted() {
+        let r = redactor();
+        let secret = "Zq8rT2vLm9Xc4Wb7";
+        // "password" and "ghp_" written with \u escapes hold no trigger as typed.
+        // Long enough for the SIMD search as well as the automaton.
+        let filler = "a build of the billing worker ".repeat(8);
+        let hidden_key = format!(r#"{{"about": "{filler}", "p\u0061ssword": "{secret}"}}"#);
+        assert!(hidden_key.len() >= PACKED_SEARCH_MIN_LEN);
+        let redacted = r.redact_json_text(&hidden_key).expect("redacted");
+        assert!(!redacted.contains(secret), "{redacted}");
+        assert!(redacted.contains("redacted:secret_field:"), "{redacted}");
+
+        let token = "0123456789abcdefghijABCDEFGHIJ012345";
+        let hidden_token = format!(r#"{{"note": "gh\u0070_{token}"}}"#);
+        let redacted = r.redact_json_text(&hidden_token).expect("redacted");
+        assert!(!redacted.contains(token), "{redacted}");
+        assert!(redacted.contains("redacted:github_token:"), "{redacted}");
+
+        // The escape alone changes nothing.
+        assert_eq!(r.redact_json_text(r#"{"name": "caf\u00e9 build"}"#), None);
+    }
+
+    #[test]
     fn text_that_is_not_json_after_all_is_redacted_as_free_text() {
         let r = redactor();
         let token = "ghp_0123456789abcdefghijABCDEFGHIJ012345";
