@@ -203,8 +203,10 @@ impl Ingestor {
         let mut head = Vec::new();
         // A read error in a large NDJSON head still lets its whole lines in.
         let head_error = pieces::read_head(&mut *reader, &mut head, self.piece_bytes).err();
-        let fits_one_piece = head.len() <= self.piece_bytes;
-        let (format, cuts) = if !fits_one_piece && pieces::starts_ndjson(&head) {
+        // A head cut short by a read error goes a piece at a time too, so
+        // the whole lines before the error are kept however small it is.
+        let in_pieces = head.len() > self.piece_bytes || head_error.is_some();
+        let (format, cuts) = if in_pieces && pieces::starts_ndjson(&head) {
             let format = format.or_else(|| decoders::detect(&head));
             (format, format.and_then(|f| f.decoder().line_cuts()))
         } else {

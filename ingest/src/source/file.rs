@@ -219,10 +219,18 @@ mod tests {
     fn lake_after(
         ingest: impl FnOnce(&mut Ingestor) -> Result<(), IngestError>,
     ) -> (usize, Result<(), IngestError>, Vec<Vec<u8>>) {
+        lake_after_in_pieces_of(2048, ingest)
+    }
+
+    /// [`lake_after`] with pieces of `piece_bytes`.
+    fn lake_after_in_pieces_of(
+        piece_bytes: usize,
+        ingest: impl FnOnce(&mut Ingestor) -> Result<(), IngestError>,
+    ) -> (usize, Result<(), IngestError>, Vec<Vec<u8>>) {
         let dir = tempfile::tempdir().expect("tempdir");
         let mut ingestor = Ingestor::open(dir.path())
             .expect("open")
-            .with_piece_bytes(2048)
+            .with_piece_bytes(piece_bytes)
             .with_decode_threads(2);
         let result = ingest(&mut ingestor);
         let accepted = ingestor.finish().expect("finish").total().accepted;
@@ -268,13 +276,23 @@ mod tests {
 
     #[test]
     fn a_truncated_gzip_file_keeps_the_records_before_the_cut() {
+        assert_truncated_gzip_keeps_the_records_before_the_cut(2048);
+    }
+
+    #[test]
+    fn a_truncated_gzip_file_smaller_than_a_piece_keeps_the_records_before_the_cut() {
+        assert_truncated_gzip_keeps_the_records_before_the_cut(crate::pipeline::PIECE_BYTES);
+    }
+
+    fn assert_truncated_gzip_keeps_the_records_before_the_cut(piece_bytes: usize) {
         let body = vault_lines(2000);
+        assert!(body.len() < crate::pipeline::PIECE_BYTES);
         let compressed = gzip(body.as_bytes());
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("audit.log.gz");
         std::fs::write(&path, &compressed[..compressed.len() / 2]).expect("write");
         let opened = open(&path).expect("open");
-        let (accepted, result, _) = lake_after(|i| {
+        let (accepted, result, _) = lake_after_in_pieces_of(piece_bytes, |i| {
             i.ingest_stream(None, opened.stream().expect("open"), |_| {})
                 .map(drop)
         });
