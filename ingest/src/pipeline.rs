@@ -237,14 +237,23 @@ impl Ingestor {
             return Ok(dead_letters);
         };
         if cuts.needs_first_pass() {
-            match &reopen {
-                Some(reopen) => reopen()
-                    .and_then(|again| pieces::learn_all(again, cuts.as_mut()))
-                    .map_err(|error| failed(0, error))?,
-                None => {
-                    if let Some(error) = head_error {
-                        return Err(failed(0, error));
+            match (&head_error, &reopen) {
+                // The input failed within its head: the head is all of it
+                // there is, and its whole lines are stored before the error.
+                (Some(_), _) => {
+                    pieces::learn_all(&head[..], cuts.as_mut()).map_err(|error| failed(0, error))?
+                }
+                (None, Some(reopen)) => {
+                    // A first pass cut short (a truncated file) has learnt
+                    // the lines before the error, and the second pass stops
+                    // at the same error after storing them.
+                    if let Err(error) =
+                        reopen().and_then(|again| pieces::learn_all(again, cuts.as_mut()))
+                    {
+                        tracing::debug!(origin, %error, "first pass ended early");
                     }
+                }
+                (None, None) => {
                     // Nothing to read twice: the input is copied to a file
                     // beside the lake (gone when closed, even after a crash)
                     // while the cuts are learnt, then read from there.

@@ -70,11 +70,12 @@ pub fn starts_ndjson(head: &[u8]) -> bool {
         && serde_json::from_slice::<serde::de::IgnoredAny>(&body[lead..first_end]).is_ok()
 }
 
-/// Shows every line of `reader` to `cuts` (the first pass).
+/// Shows every line of `reader` to `cuts` (the first pass). A read error
+/// comes after the whole lines before it were shown.
 pub fn learn_all(mut reader: impl Read, cuts: &mut dyn LineCuts) -> io::Result<()> {
     let mut buffer = Vec::new();
     loop {
-        let got = (&mut reader).take(READ_CHUNK).read_to_end(&mut buffer)?;
+        let read = (&mut reader).take(READ_CHUNK).read_to_end(&mut buffer);
         let mut start = 0;
         while let Some(newline) = memchr::memchr(b'\n', &buffer[start..]) {
             let end = start + newline + 1;
@@ -82,7 +83,7 @@ pub fn learn_all(mut reader: impl Read, cuts: &mut dyn LineCuts) -> io::Result<(
             start = end;
         }
         buffer.drain(..start);
-        if got == 0 {
+        if read? == 0 {
             if !buffer.is_empty() {
                 cuts.learn(&buffer);
             }

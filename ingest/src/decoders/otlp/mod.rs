@@ -594,8 +594,10 @@ mod tests {
         assert_eq!(resource_marks.len(), 2, "{resource_marks:?}");
     }
 
-    #[test]
-    fn a_large_export_is_cut_only_between_lines_no_trace_continues_across() {
+    /// An NDJSON export of 18 traces (a run and a job each) in groups of
+    /// three: their runs, then their jobs, so a trace continues across the
+    /// lines of its group and never past it.
+    fn export_of_grouped_traces() -> Vec<u8> {
         let line = |trace: usize, span_value: Value| {
             let mut span_value = span_value;
             span_value["traceId"] = json!(format!("{:032x}", trace + 1));
@@ -622,8 +624,6 @@ mod tests {
                 vec![kv("cicd.pipeline.task.name", json!("build"))],
             )
         };
-        // Groups of three traces: their runs, then their jobs, so a trace
-        // continues across the lines of its group and never past it.
         let mut body = Vec::new();
         for group in 0..6 {
             let traces = group * 3..group * 3 + 3;
@@ -634,6 +634,12 @@ mod tests {
                 body.extend(line(trace, job(trace)));
             }
         }
+        body
+    }
+
+    #[test]
+    fn a_large_export_is_cut_only_between_lines_no_trace_continues_across() {
+        let body = export_of_grouped_traces();
         let input = Input::new("traces.ndjson", &body);
         let mut cuts = DECODER.line_cuts().expect("exports are cut");
         assert!(cuts.needs_first_pass());
@@ -710,6 +716,56 @@ mod tests {
             assert_eq!(pieces, 6, "reopen: {reopen}");
             let summary = ingestor.finish().expect("finish");
             assert_eq!(summary.formats["otlp"].accepted, 36, "reopen: {reopen}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_export_keeps_the_traces_before_the_cut() {
+        /// Yields its bytes, then fails as a truncated gzip does.
+        struct CutShort<'a>(&'a [u8]);
+        impl std::io::Read for CutShort<'_> {
+            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(std::io::Error::new(
+                        std::io::ErrorKind::UnexpectedEof,
+                        "unexpected end of file",
+                    ));
+                }
+                self.0.read(buf)
+            }
+        }
+        let body = export_of_grouped_traces();
+        let cut = &body[..body.len() / 2];
+        // A file (read twice) and standard input (read once); default
+        // pieces, larger than the whole export.
+        for reopen in [true, false] {
+            let dir = tempfile::tempdir().expect("tempdir");
+            let mut ingestor = crate::Ingestor::open(dir.path()).expect("open");
+            let streamed = crate::StreamedInput {
+                origin: "traces.ndjson",
+                type_hint: None,
+                observed_at: None,
+                reader: Box::new(CutShort(cut)),
+                reopen: reopen.then(|| {
+                    Box::new(move || Ok(Box::new(CutShort(cut)) as Box<dyn std::io::Read>))
+                        as crate::Reopen<'_>
+                }),
+            };
+            match ingestor.ingest_stream(None, streamed, |_| {}) {
+                Err(crate::IngestError::Read { kept_bytes, .. }) => {
+                    assert!(
+                        kept_bytes > 0 && kept_bytes <= cut.len() as u64,
+                        "{kept_bytes}, reopen: {reopen}"
+                    );
+                }
+                other => panic!("expected a read error, got {other:?} (reopen: {reopen})"),
+            }
+            let summary = ingestor.finish().expect("finish");
+            let accepted = summary.formats["otlp"].accepted;
+            assert!(
+                accepted > 0 && accepted < 36,
+                "{accepted} rows stored, reopen: {reopen}"
+            );
         }
     }
 
