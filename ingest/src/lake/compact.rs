@@ -637,3 +637,55 @@ fn sort_and_dedup(batches: &[RecordBatch]) -> Result<(RecordBatch, usize), Inges
     let kept = filter_record_batch(&sorted, &keep).map_err(arrow)?;
     Ok((kept, dropped))
 }
+
+#[cfg(test)]
+mod tests {
+    use arrow_array::cast::AsArray;
+    use chrono::{TimeZone, Utc};
+    use pipewatch_schema::{Category, Event, EventBatchBuilder};
+
+    use super::*;
+
+    /// A batch of one event per `(second, source id)`, each keeping its id in `raw`.
+    fn batch(rows: &[(i64, &str)]) -> RecordBatch {
+        let mut builder = EventBatchBuilder::new();
+        for &(second, id) in rows {
+            let time = Utc
+                .timestamp_opt(1_760_000_000 + second, 0)
+                .single()
+                .expect("time");
+            let raw = serde_json::json!({ "id": id });
+            let event = Event::new("test", id, time, Category::PipelineJob, "x", raw);
+            builder.append(&event).expect("append");
+        }
+        builder.finish().expect("batch")
+    }
+
+    fn texts(batch: &RecordBatch, name: &str) -> Vec<String> {
+        let column = batch.column_by_name(name).expect("column");
+        column
+            .as_string::<i32>()
+            .iter()
+            .map(|v| v.expect("value").to_owned())
+            .collect()
+    }
+
+    #[test]
+    fn merged_rows_come_sorted_by_time_once_each_with_their_own_values() {
+        // Event "a" was stored by two writers racing.
+        let first = batch(&[(30, "c"), (10, "a"), (20, "b")]);
+        let second = batch(&[(15, "d"), (10, "a"), (40, "e")]);
+        let (merged, dropped) = sort_and_dedup(&[first, second]).expect("merges");
+        assert_eq!(dropped, 1);
+        assert_eq!(texts(&merged, "source_event_id"), ["a", "d", "b", "c", "e"]);
+        let raws: Vec<String> = texts(&merged, "raw");
+        for (id, raw) in texts(&merged, "source_event_id").iter().zip(&raws) {
+            let value: serde_json::Value = serde_json::from_str(raw).expect("raw is JSON");
+            assert_eq!(value["id"], id.as_str(), "raw follows its row");
+        }
+        assert_eq!(merged.schema(), file_schema());
+
+        let (nothing, dropped) = sort_and_dedup(&[]).expect("merges");
+        assert_eq!((nothing.num_rows(), dropped), (0, 0));
+    }
+}
