@@ -201,7 +201,6 @@ impl Ingestor {
             source,
         };
         let mut head = Vec::new();
-        // A read error in a large NDJSON head still lets its whole lines in.
         let head_error = pieces::read_head(&mut *reader, &mut head, self.piece_bytes).err();
         // A head cut short by a read error goes a piece at a time too, so
         // the whole lines before the error are kept however small it is.

@@ -243,7 +243,7 @@ impl<'r> PieceReader<'r> {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     /// Reads at most three bytes per call, as pipes and decompressors may.
@@ -335,7 +335,8 @@ mod tests {
         assert_eq!(error.kind(), io::ErrorKind::InvalidData);
     }
 
-    struct FailingRead;
+    /// A stream that fails on every read, as a corrupt or truncated gzip does.
+    pub(crate) struct FailingRead;
 
     impl Read for FailingRead {
         fn read(&mut self, _buf: &mut [u8]) -> io::Result<usize> {

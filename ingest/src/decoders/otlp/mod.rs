@@ -721,19 +721,10 @@ mod tests {
 
     #[test]
     fn a_truncated_export_keeps_the_traces_before_the_cut() {
-        /// Yields its bytes, then fails as a truncated gzip does.
-        struct CutShort<'a>(&'a [u8]);
-        impl std::io::Read for CutShort<'_> {
-            fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
-                if self.0.is_empty() {
-                    return Err(std::io::Error::new(
-                        std::io::ErrorKind::UnexpectedEof,
-                        "unexpected end of file",
-                    ));
-                }
-                self.0.read(buf)
-            }
-        }
+        use std::io::Read;
+
+        use crate::decoders::pieces::tests::FailingRead;
+
         let body = export_of_grouped_traces();
         let cut = &body[..body.len() / 2];
         // A file (read twice) and standard input (read once); default
@@ -745,9 +736,9 @@ mod tests {
                 origin: "traces.ndjson",
                 type_hint: None,
                 observed_at: None,
-                reader: Box::new(CutShort(cut)),
+                reader: Box::new(cut.chain(FailingRead)),
                 reopen: reopen.then(|| {
-                    Box::new(move || Ok(Box::new(CutShort(cut)) as Box<dyn std::io::Read>))
+                    Box::new(move || Ok(Box::new(cut.chain(FailingRead)) as Box<dyn std::io::Read>))
                         as crate::Reopen<'_>
                 }),
             };
