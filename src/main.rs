@@ -16,9 +16,10 @@ use clap::Parser;
 // has freed instead of handing them back to the kernel
 // (`.cargo/config.toml`), because zeroing them again at the next first touch
 // cost ingest about an eighth of its CPU; the memory held stays at the
-// process's peak. `_RJEM_MALLOC_CONF=dirty_decay_ms:10000` at run time makes
-// it return idle pages after about ten seconds instead (BENCHMARKS.md,
-// tuning log).
+// process's peak. It also serves the C libraries' `malloc` (zstd builds a
+// context per Parquet column chunk, and glibc trimmed its heap after each).
+// `MALLOC_CONF=dirty_decay_ms:10000` at run time makes it return idle pages
+// after about ten seconds instead (BENCHMARKS.md, tuning log).
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
