@@ -4,6 +4,8 @@
 
 use std::fs::File;
 
+use arrow_array::Array;
+use arrow_array::cast::AsArray;
 use chrono::{TimeZone, Utc};
 use parquet::basic::Compression;
 use parquet::file::metadata::{ColumnChunkMetaData, RowGroupMetaData};
@@ -53,14 +55,16 @@ fn events_land_in_category_and_day_partitions_sorted_by_time() {
     let mut lake = LakeWriter::open(dir.path()).expect("lake");
     let events: Vec<Event> = (0..100)
         .map(|i| {
-            event(
+            let mut event = event(
                 i,
                 if i % 2 == 0 {
                     Category::PipelineJob
                 } else {
                     Category::SecretAccess
                 },
-            )
+            );
+            event.actor = Some(format!("actor-{}", i % 5));
+            event
         })
         .collect();
     let report = lake.commit(events).expect("commit");
@@ -90,6 +94,11 @@ fn events_land_in_category_and_day_partitions_sorted_by_time() {
             trace_id.bloom_filter_offset().is_none(),
             "no bloom filter on an empty id column"
         );
+        // A column of a few values per file is dictionary-encoded and
+        // compressed with LZ4, which needs no context to set up.
+        let actor = column_named(row_group, "actor");
+        assert_eq!(actor.compression(), Compression::LZ4_RAW);
+        assert!(actor.dictionary_page_offset().is_some(), "actor dictionary");
         assert!(row_group.sorting_columns().is_some(), "declared sort order");
         // Times inside the file are ascending.
         let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
@@ -107,6 +116,12 @@ fn events_land_in_category_and_day_partitions_sorted_by_time() {
                 .values()
                 .to_vec();
             assert!(times.windows(2).all(|w| w[0] <= w[1]), "{}", path.display());
+            let actors = batch
+                .column_by_name("actor")
+                .expect("actor")
+                .as_string::<i32>();
+            assert_eq!(actors.null_count(), 0);
+            assert!(actors.iter().flatten().all(|a| a.starts_with("actor-")));
         }
     }
 }
