@@ -67,8 +67,9 @@ const LZ4_COLUMNS: [&str; 12] = [
     "user_agent_original",
 ];
 
-/// Writer settings shared by every lake file: zstd, page-level statistics,
-/// bloom filters on the id columns, declared sort order by `event_time`.
+/// Writer settings shared by every lake file: zstd (LZ4 for
+/// `LZ4_COLUMNS`), page-level statistics, bloom filters on the id
+/// columns, declared sort order by `event_time`.
 pub fn writer_properties() -> WriterProperties {
     lake_properties(ZstdLevel::default(), DEFAULT_PAGE_SIZE)
 }
