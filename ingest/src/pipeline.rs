@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 
-use pipewatch_schema::Event;
+use pipewatch_schema::{Event, PartitionPath};
 
 use crate::IngestError;
 use crate::dead_letter::{DeadLetter, DeadLetterStore};
@@ -19,7 +19,7 @@ use crate::intake::decode_redacted;
 use crate::lake::LakeWriter;
 use crate::redact::Redactor;
 
-/// Events held in memory before a commit.
+/// Events held in memory before the fullest partitions are committed.
 pub const DEFAULT_BATCH_EVENTS: usize = 100_000;
 
 /// Bytes of a large NDJSON input read and decoded at a time: memory stays
@@ -96,7 +96,9 @@ pub struct Ingestor {
     writer: LakeWriter,
     redactor: Arc<Redactor>,
     dead_letters: DeadLetterStore,
-    pending: Vec<Event>,
+    /// Queued events by the partition they go to.
+    pending: BTreeMap<PartitionPath, Vec<Event>>,
+    pending_events: usize,
     batch_events: usize,
     piece_bytes: usize,
     decode_threads: usize,
@@ -110,7 +112,8 @@ impl Ingestor {
             writer: LakeWriter::open(data_dir)?,
             redactor: Arc::new(Redactor::for_data_dir(data_dir)?),
             dead_letters: DeadLetterStore::open(data_dir),
-            pending: Vec::new(),
+            pending: BTreeMap::new(),
+            pending_events: 0,
             batch_events: DEFAULT_BATCH_EVENTS,
             piece_bytes: PIECE_BYTES,
             decode_threads: default_decode_threads(),
@@ -118,7 +121,8 @@ impl Ingestor {
         })
     }
 
-    /// Sets how many events are held before a commit.
+    /// Sets how many events are held before the fullest partitions are
+    /// committed.
     pub fn with_batch_events(mut self, events: usize) -> Self {
         self.batch_events = events.max(1);
         self
@@ -296,7 +300,7 @@ impl Ingestor {
     }
 
     /// Stores a decoded piece's dead letters and queues its events,
-    /// committing every full batch.
+    /// committing the fullest partitions once a batch is queued.
     fn queue(
         &mut self,
         name: &str,
@@ -310,42 +314,79 @@ impl Ingestor {
             .dead_lettered += out.dead_letters.len();
         self.dead_letters.store(&out.dead_letters)?;
         dead_letters.extend(out.dead_letters);
-        if self.pending.is_empty() {
-            self.pending = out.events;
-        } else {
-            self.pending.extend(out.events);
+        self.pending_events += out.events.len();
+        for event in out.events {
+            let partition = PartitionPath::new(event.category, event.event_time.date_naive());
+            self.pending.entry(partition).or_default().push(event);
         }
-        self.commit_full_batches()
+        self.commit_fullest()
     }
 
     /// Commits every queued event.
     pub fn flush(&mut self) -> Result<(), IngestError> {
-        self.commit_full_batches()?;
-        let rest = std::mem::take(&mut self.pending);
-        self.commit(&rest)
+        while let Some(partition) = self.pending.keys().next().copied() {
+            self.commit_partition(partition, false)?;
+        }
+        Ok(())
     }
 
-    /// Commits the queued events a full batch at a time, so a large input
-    /// becomes durable piece by piece and each file stays a manageable
-    /// size; what does not fill a batch waits for more.
-    fn commit_full_batches(&mut self) -> Result<(), IngestError> {
-        let full = self.pending.len() / self.batch_events * self.batch_events;
-        if full == 0 {
+    /// Once a batch is queued, commits the partitions holding the most
+    /// events until half a batch is left. A partition that fills slowly
+    /// (a quiet category, a day few records fall on) waits for more
+    /// instead of becoming a small file at every batch, so an import
+    /// writes fewer, larger files and leaves less for compaction; memory
+    /// stays bounded by the batch all the same.
+    fn commit_fullest(&mut self) -> Result<(), IngestError> {
+        if self.pending_events < self.batch_events {
             return Ok(());
         }
-        let pending = std::mem::take(&mut self.pending);
+        while self.pending_events > self.batch_events / 2 {
+            let fullest = self
+                .pending
+                .iter()
+                .max_by(|a, b| a.1.len().cmp(&b.1.len()).then_with(|| b.0.cmp(a.0)))
+                .map(|(partition, _)| *partition);
+            let Some(partition) = fullest else {
+                break;
+            };
+            self.commit_partition(partition, true)?;
+        }
+        Ok(())
+    }
+
+    /// Commits one partition's queued events, a batch per file at most.
+    /// With `keep_rest`, what does not fill a last batch of a partition
+    /// holding more than one stays queued; without it, the files are of
+    /// equal size. What a failed commit did not store stays queued.
+    fn commit_partition(
+        &mut self,
+        partition: PartitionPath,
+        keep_rest: bool,
+    ) -> Result<(), IngestError> {
+        let Some(mut events) = self.pending.remove(&partition) else {
+            return Ok(());
+        };
+        let batch = self.batch_events;
+        let (taken, file_events) = if keep_rest && events.len() > batch {
+            (events.len() / batch * batch, batch)
+        } else {
+            let files = events.len().div_ceil(batch).max(1);
+            (events.len(), events.len().div_ceil(files).max(1))
+        };
         let mut committed = 0;
         let mut result = Ok(());
-        for batch in pending[..full].chunks(self.batch_events) {
-            result = self.commit(batch);
+        for file in events[..taken].chunks(file_events) {
+            result = self.commit(file);
             if result.is_err() {
                 break;
             }
-            committed += batch.len();
+            committed += file.len();
         }
-        // What a failed commit did not store stays queued.
-        self.pending = pending;
-        self.pending.drain(..committed);
+        self.pending_events -= committed;
+        if committed < events.len() {
+            events.drain(..committed);
+            self.pending.insert(partition, events);
+        }
         result
     }
 
@@ -515,10 +556,16 @@ mod tests {
     use crate::decoders::Position;
 
     fn vault_lines(count: usize) -> String {
+        vault_lines_on(count, |_| "2024-05-01")
+    }
+
+    /// `count` Vault audit lines, line `i` on the day `day(i)`, with a
+    /// broken line after the 38th.
+    fn vault_lines_on(count: usize, day: impl Fn(usize) -> &'static str) -> String {
         let mut body = String::new();
         for i in 0..count {
             let line = serde_json::json!({
-                "time": "2024-05-01T10:00:00Z", "type": "response",
+                "time": format!("{}T10:00:00Z", day(i)), "type": "response",
                 "auth": {"accessor": format!("hmac-sha256:{i:04}")},
                 "request": {"id": format!("req-{i}"), "path": "kv/data/app", "operation": "read"},
             });
@@ -590,6 +637,32 @@ mod tests {
         assert_eq!(vault.accepted, 300);
         assert_eq!(vault.dead_lettered, 1);
         assert_eq!(pieces.formats["vault_audit"], whole.formats["vault_audit"]);
+    }
+
+    #[test]
+    fn a_partition_that_fills_slowly_is_committed_once_not_at_every_batch() {
+        // 300 records of one day with 10 of the day before spread among
+        // them, committed in batches of 50.
+        let body = vault_lines_on(310, |i| {
+            if i % 31 == 30 {
+                "2024-04-30"
+            } else {
+                "2024-05-01"
+            }
+        });
+        let (summary, _, calls, files) = ingest_with(&body, 1024, 1);
+        assert!(calls > 10, "{calls} pieces");
+        assert_eq!(summary.total().accepted, 310);
+        let on = |day: &str| {
+            files
+                .keys()
+                .filter(|name| name.contains(&format!("date={day}")))
+                .count()
+        };
+        assert_eq!(on("2024-04-30"), 1, "{:?}", files.keys());
+        // The busy day is committed as it fills, a batch per file at most.
+        assert!((6..=8).contains(&on("2024-05-01")), "{:?}", files.keys());
+        assert_eq!(summary.files_committed, files.len());
     }
 
     #[test]

@@ -17,7 +17,8 @@ pub(crate) struct Args {
     /// Force a format instead of detecting it (see `pipewatch formats`).
     #[arg(long, value_parser = parse_format)]
     format: Option<Format>,
-    /// Events held in memory before each commit to the lake.
+    /// Events held in memory: once this many are queued, the days and
+    /// categories holding the most are committed to the lake.
     #[arg(long, env = "PIPEWATCH_BATCH_EVENTS", default_value_t = pipewatch_ingest::pipeline::DEFAULT_BATCH_EVENTS)]
     batch_events: usize,
     /// Threads decoding the pieces of a large file (default: one per core,
