@@ -94,11 +94,16 @@ fn events_land_in_category_and_day_partitions_sorted_by_time() {
             trace_id.bloom_filter_offset().is_none(),
             "no bloom filter on an empty id column"
         );
-        // A column of a few values per file is dictionary-encoded and
+        // Columns of a few values per file are dictionary-encoded and
         // compressed with LZ4, which needs no context to set up.
-        let actor = column_named(row_group, "actor");
-        assert_eq!(actor.compression(), Compression::LZ4_RAW);
-        assert!(actor.dictionary_page_offset().is_some(), "actor dictionary");
+        for name in ["actor", "source"] {
+            let column = column_named(row_group, name);
+            assert_eq!(column.compression(), Compression::LZ4_RAW, "{name}");
+            assert!(
+                column.dictionary_page_offset().is_some(),
+                "{name} dictionary"
+            );
+        }
         assert!(row_group.sorting_columns().is_some(), "declared sort order");
         // Times inside the file are ascending.
         let builder = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(
