@@ -1,6 +1,6 @@
 //! The query service: a DataFusion session over the lake with the
 //! `events` table (Hive-partitioned by category and date) and the category
-//! views, executing only what the [`guard`] lets through, within limits.
+//! views, executing only what the `guard` module lets through, within limits.
 
 mod guard;
 mod prune;

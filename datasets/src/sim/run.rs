@@ -62,7 +62,7 @@ pub(crate) struct Tweak {
 #[derive(Debug, Clone, Default)]
 pub(crate) struct RunIds {
     pub(crate) run_id: u64,
-    /// (job name, job id, OTLP "<traceId>:<spanId>").
+    /// (job name, job id, OTLP `<traceId>:<spanId>`).
     pub(crate) jobs: Vec<(String, u64, String)>,
     /// Index into `jobs` of the tweaked job.
     pub(crate) tweaked: Option<usize>,
@@ -80,7 +80,7 @@ pub(crate) struct RunIds {
 }
 
 impl RunIds {
-    /// "<traceId>:<spanId>" and id of the tweaked job.
+    /// `<traceId>:<spanId>` and id of the tweaked job.
     pub(crate) fn tweaked_job(&self) -> Option<&(String, u64, String)> {
         self.tweaked.and_then(|i| self.jobs.get(i))
     }

@@ -162,7 +162,7 @@ pub(super) fn workflow_job(record: &Value, input: &Input<'_>) -> Decoded {
 }
 
 /// Classifies the runner a job ran on. GitHub's own fleet runs in the
-/// "GitHub Actions" group with runners named "GitHub Actions <n>" (older
+/// "GitHub Actions" group with runners named `GitHub Actions <n>` (older
 /// payloads: "Hosted Agent"), each a fresh VM; a `self-hosted` label is the
 /// only say-so for the organisation's own machines, which are reused unless
 /// a label declares them ephemeral.
