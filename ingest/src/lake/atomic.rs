@@ -22,8 +22,13 @@ pub fn sync_dir(dir: &Path) -> Result<(), IngestError> {
 /// process per Kafka consumer) never take each other's temporaries for a
 /// crash's leftovers.
 pub(crate) fn in_progress_path(target: &Path) -> std::path::PathBuf {
+    in_progress_path_of(target, std::process::id())
+}
+
+/// The temporary name process `pid` writes `target` under.
+pub(crate) fn in_progress_path_of(target: &Path, pid: u32) -> std::path::PathBuf {
     let mut name = target.file_name().unwrap_or_default().to_os_string();
-    name.push(format!(".{}{IN_PROGRESS_SUFFIX}", std::process::id()));
+    name.push(format!(".{pid}{IN_PROGRESS_SUFFIX}"));
     target.with_file_name(name)
 }
 

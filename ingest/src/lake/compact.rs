@@ -22,7 +22,7 @@ use pipewatch_schema::{EVENTS_DIR, PartitionPath, file_schema};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::atomic::{commit_with, process_gone, sync_dir};
+use super::atomic::{commit_with, in_progress_path_of, process_gone, sync_dir};
 use super::writer::{compacted_properties, fitted_to_rows};
 use crate::IngestError;
 
@@ -450,9 +450,10 @@ impl Compactor {
 }
 
 /// Finishes or undoes compactions a crashed process left journaled:
-/// sources of merged files that were committed are removed, and
-/// everything else stays as it was. Journals of live processes are left
-/// alone. Returns how many journals were settled.
+/// sources of merged files that were committed are removed, so are the
+/// temporary files of merged files that were not, and every other file
+/// stays as it was. Journals of live processes are left alone. Returns how
+/// many journals were settled.
 pub fn recover_compactions(data_dir: &Path) -> Result<usize, IngestError> {
     let dir = data_dir.join(COMPACTION_DIR);
     let entries = match std::fs::read_dir(&dir) {
@@ -497,12 +498,15 @@ fn recover_journal(root: &Path, path: &Path) -> Result<bool, IngestError> {
     Ok(true)
 }
 
-/// Removes the sources of every committed merged file of `journal`, then
-/// the journal itself (at `path`).
+/// Removes the sources of every committed merged file of `journal` and
+/// what its process left of the merged files it did not commit, then the
+/// journal itself (at `path`).
 fn finish(root: &Path, journal: &Journal, path: &Path) -> Result<(), IngestError> {
     let dir = root.join(&journal.partition);
     for merge in &journal.merges {
-        if !dir.join(&merge.target).exists() {
+        let target = dir.join(&merge.target);
+        remove_if_present(&in_progress_path_of(&target, journal.pid))?;
+        if !target.exists() {
             continue;
         }
         for source in &merge.sources {
